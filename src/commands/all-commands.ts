@@ -1,0 +1,13 @@
+import { cancelCommand, helpCommand, jobCommand, jobsCommand, statusCommand } from './core-commands.ts';
+import { dumpUsersCommand } from '../dump/dump-commands.ts';
+import type { Command } from './types.ts';
+
+/** Every command, for both front ends; each declares where it may run. */
+export const ALL_COMMANDS: readonly Command[] = [
+  helpCommand,
+  statusCommand,
+  jobsCommand,
+  jobCommand,
+  cancelCommand,
+  dumpUsersCommand,
+];

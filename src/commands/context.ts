@@ -1,0 +1,27 @@
+import type { StewardConfig } from '../config/config.ts';
+import type { JobStore } from '../jobs/job-store.ts';
+import type { JobRunner } from '../jobs/runner.ts';
+import type { Command, FrontEnd } from './types.ts';
+
+export interface ServiceStatus {
+  readonly version: string;
+  readonly homeserver: string;
+  readonly serverName: string;
+  readonly botUserId: string;
+  readonly startedTs: number;
+  readonly synapseVersion: string | null;
+}
+
+/** What a command may use: who asked, from where, and the service's shared parts. */
+export interface CommandContext {
+  readonly frontEnd: FrontEnd;
+  /** The admin who typed the command (room front end only). */
+  readonly sender: string | undefined;
+  readonly roomId: string | undefined;
+  readonly commandEventId: string | undefined;
+  readonly config: StewardConfig;
+  readonly jobs: JobStore;
+  readonly runner: JobRunner;
+  readonly commands: readonly Command[];
+  readonly status: () => ServiceStatus;
+}

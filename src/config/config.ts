@@ -1,0 +1,122 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import yaml from 'js-yaml';
+import { ConfigReader } from './reader.ts';
+import { fail, ok, type Result } from '../util/result.ts';
+
+export interface StewardConfig {
+  readonly homeserver: {
+    /** Client-server and admin API base URL, as the bot reaches it. */
+    readonly url: string;
+    readonly serverName: string;
+  };
+  readonly appservice: {
+    readonly id: string;
+    readonly botLocalpart: string;
+    readonly bindAddress: string;
+    readonly port: number;
+    /** How the homeserver reaches the bot; written into the registration. */
+    readonly url: string;
+  };
+  readonly adminRoom: {
+    readonly admins: readonly string[];
+    /** Room id or alias; when absent the bot creates the room and remembers it. */
+    readonly room: string | undefined;
+    readonly statusRoom: string | undefined;
+    readonly name: string;
+  };
+  readonly storage: {
+    readonly database: string;
+    readonly dumps: string;
+  };
+  readonly jobs: {
+    readonly concurrency: number;
+    readonly progressIntervalSeconds: number;
+  };
+  readonly requests: {
+    readonly timeoutSeconds: number;
+    readonly maxRetries: number;
+    readonly concurrency: number;
+  };
+  readonly logging: {
+    readonly level: string;
+  };
+}
+
+const MXID = /^@[^:\s]+:[^\s]+$/;
+const ROOM_REF = /^[!#][^:\s]+(:[^\s]+)?$/;
+const SERVER_NAME = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
+const LOG_LEVELS = /^(trace|debug|info|warn|error|fatal|silent)$/;
+
+/** Validates parsed YAML; `baseDir` anchors relative paths (the config file's folder). */
+export function parseConfig(raw: unknown, baseDir: string): Result<StewardConfig> {
+  const r = new ConfigReader();
+  const root = r.section(raw ?? {}, '', ['homeserver', 'appservice', 'admin_room', 'storage', 'jobs', 'requests', 'logging']);
+
+  const hs = r.section(root?.homeserver, 'homeserver', ['url', 'server_name'], true);
+  const url = r.string(hs, 'homeserver', 'url', { pattern: /^https?:\/\/[^\s/]+(\/[^\s]*)?$/, expect: 'an http(s) URL such as http://127.0.0.1:8008' });
+  const serverName = r.string(hs, 'homeserver', 'server_name', { pattern: SERVER_NAME, expect: 'a server name such as example.org' });
+
+  const as = r.section(root?.appservice, 'appservice', ['id', 'bot_localpart', 'bind_address', 'port', 'url']);
+  const port = r.integer(as, 'appservice', 'port', { default: 9993, min: 1, max: 65535 });
+  const bindAddress = r.string(as, 'appservice', 'bind_address', { default: '127.0.0.1' });
+  const appservice = {
+    id: r.string(as, 'appservice', 'id', { default: 'steward', pattern: /^[A-Za-z0-9._-]+$/, expect: 'letters, digits, dot, dash or underscore' }),
+    botLocalpart: r.string(as, 'appservice', 'bot_localpart', { default: 'steward', pattern: /^[a-z0-9._=/+-]+$/, expect: 'a lower-case Matrix localpart' }),
+    bindAddress,
+    port,
+    url: r.string(as, 'appservice', 'url', { default: `http://${bindAddress.includes(':') ? `[${bindAddress}]` : bindAddress}:${port}`, pattern: /^https?:\/\/\S+$/, expect: 'an http(s) URL' }),
+  };
+
+  const ar = r.section(root?.admin_room, 'admin_room', ['admins', 'room', 'status_room', 'name'], true);
+  const adminRoom = {
+    admins: r.stringList(ar, 'admin_room', 'admins', { pattern: MXID, expect: 'full Matrix IDs such as @alice:example.org', required: true }),
+    room: r.optionalString(ar, 'admin_room', 'room', { pattern: ROOM_REF, expect: 'a room id (!…) or alias (#…)' }),
+    statusRoom: r.optionalString(ar, 'admin_room', 'status_room', { pattern: ROOM_REF, expect: 'a room id (!…) or alias (#…)' }),
+    name: r.string(ar, 'admin_room', 'name', { default: 'Steward admin' }),
+  };
+
+  const st = r.section(root?.storage, 'storage', ['database', 'dumps']);
+  const storage = {
+    database: resolve(baseDir, r.string(st, 'storage', 'database', { default: './data/steward.db' })),
+    dumps: resolve(baseDir, r.string(st, 'storage', 'dumps', { default: './dumps' })),
+  };
+
+  const jb = r.section(root?.jobs, 'jobs', ['concurrency', 'progress_interval_seconds']);
+  const jobs = {
+    concurrency: r.integer(jb, 'jobs', 'concurrency', { default: 2, min: 1, max: 16 }),
+    progressIntervalSeconds: r.integer(jb, 'jobs', 'progress_interval_seconds', { default: 3, min: 1, max: 600 }),
+  };
+
+  const rq = r.section(root?.requests, 'requests', ['timeout_seconds', 'max_retries', 'concurrency']);
+  const requests = {
+    timeoutSeconds: r.integer(rq, 'requests', 'timeout_seconds', { default: 60, min: 1, max: 3600 }),
+    maxRetries: r.integer(rq, 'requests', 'max_retries', { default: 6, min: 0, max: 50 }),
+    concurrency: r.integer(rq, 'requests', 'concurrency', { default: 4, min: 1, max: 64 }),
+  };
+
+  const lg = r.section(root?.logging, 'logging', ['level']);
+  const logging = { level: r.string(lg, 'logging', 'level', { default: 'info', pattern: LOG_LEVELS, expect: 'one of trace, debug, info, warn, error, fatal, silent' }) };
+
+  if (r.problems.length > 0) {
+    return fail('E_BAD_CONFIG', `The configuration has ${r.problems.length} problem(s):\n- ${r.problems.join('\n- ')}`);
+  }
+  return ok({ homeserver: { url: url.replace(/\/+$/, ''), serverName }, appservice, adminRoom, storage, jobs, requests, logging });
+}
+
+export async function loadConfig(path: string): Promise<Result<StewardConfig>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return fail('E_BAD_CONFIG', `Cannot read the config file ${path}: ${code === 'ENOENT' ? 'it does not exist' : code ?? String(err)}`);
+  }
+  let raw: unknown;
+  try {
+    raw = yaml.load(text, { filename: path });
+  } catch (err) {
+    return fail('E_BAD_CONFIG', `The config file ${path} is not valid YAML: ${(err as Error).message}`);
+  }
+  return parseConfig(raw, dirname(resolve(path)));
+}

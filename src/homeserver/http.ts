@@ -1,0 +1,163 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '../log.ts';
+import { scrubSecrets } from '../log.ts';
+import type { Failure, Result } from '../util/result.ts';
+
+export interface HttpFailure extends Failure {
+  /** HTTP status, or 0 when no response arrived (network error, timeout, cancelled). */
+  readonly status: number;
+  readonly errcode: string | undefined;
+  readonly body: unknown;
+}
+
+export interface RequestOptions {
+  readonly query?: Record<string, string | number | boolean | undefined>;
+  readonly body?: unknown;
+  /** Identity assertion: act as this local user through the appservice namespace. */
+  readonly asUser?: string;
+  readonly signal?: AbortSignal;
+  /**
+   * Whether a 5xx or lost connection may be retried. Defaults to true except for POST, whose
+   * retry could do the thing twice; a 429 is always retried because it was refused before acting.
+   */
+  readonly idempotent?: boolean;
+}
+
+export interface HttpClientOptions {
+  readonly baseUrl: string;
+  readonly token: string;
+  readonly timeoutMs: number;
+  readonly maxRetries: number;
+  readonly log: Logger;
+  readonly userAgent?: string;
+}
+
+/** Builds a path, URL-encoding every interpolated value (user ids, room ids, server names with ports). */
+export function path(strings: TemplateStringsArray, ...values: (string | number)[]): string {
+  return strings.reduce((acc, s, i) => acc + s + (i < values.length ? encodeURIComponent(String(values[i])) : ''), '');
+}
+
+const RATE_LIMIT_RETRY_FACTOR = 4;
+const MAX_BACKOFF_MS = 30_000;
+
+/**
+ * The one place where requests to the homeserver are made, retried and backed off: 429s wait the
+ * time the server asks for, 5xx and lost connections back off exponentially with jitter, 4xx are
+ * answered at once as values.
+ */
+export class HomeserverHttp {
+  private readonly opts: HttpClientOptions;
+  private readonly log: Logger;
+
+  constructor(opts: HttpClientOptions) {
+    this.opts = { ...opts, baseUrl: opts.baseUrl.replace(/\/+$/, '') };
+    this.log = opts.log.child({ module: 'homeserver-http' });
+  }
+
+  get baseUrl(): string {
+    return this.opts.baseUrl;
+  }
+
+  async request<T>(method: string, urlPath: string, opts: RequestOptions = {}): Promise<Result<T, HttpFailure>> {
+    const url = this.buildUrl(urlPath, opts);
+    const idempotent = opts.idempotent ?? method !== 'POST';
+    let serverErrors = 0;
+    let rateLimits = 0;
+    for (;;) {
+      const attempt = await this.once<T>(method, url, opts);
+      if (attempt.ok) return attempt;
+      const { status } = attempt.error;
+      if (opts.signal?.aborted) return attempt;
+      let waitMs: number;
+      if (status === 429) {
+        if (++rateLimits > this.opts.maxRetries * RATE_LIMIT_RETRY_FACTOR) return attempt;
+        waitMs = retryAfterMs(attempt.error.body) ?? backoffMs(rateLimits);
+      } else if ((status === 0 || status >= 500) && idempotent && attempt.error.code !== 'E_CANCELLED') {
+        if (++serverErrors > this.opts.maxRetries) return attempt;
+        waitMs = backoffMs(serverErrors);
+      } else {
+        return attempt;
+      }
+      this.log.debug({ method, path: redactPath(urlPath), status, waitMs }, 'retrying homeserver request');
+      try {
+        await sleep(waitMs, undefined, opts.signal ? { signal: opts.signal } : undefined);
+      } catch {
+        return attempt;
+      }
+    }
+  }
+
+  private buildUrl(urlPath: string, opts: RequestOptions): string {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) params.set(k, String(v));
+    if (opts.asUser) params.set('user_id', opts.asUser);
+    const qs = params.toString();
+    return `${this.opts.baseUrl}${urlPath}${qs ? (urlPath.includes('?') ? '&' : '?') + qs : ''}`;
+  }
+
+  private async once<T>(method: string, url: string, opts: RequestOptions): Promise<Result<T, HttpFailure>> {
+    const timeout = AbortSignal.timeout(this.opts.timeoutMs);
+    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    const headers: Record<string, string> = { authorization: `Bearer ${this.opts.token}`, 'user-agent': this.opts.userAgent ?? 'Steward' };
+    let body: string | undefined;
+    if (opts.body !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(opts.body);
+    }
+    let response: Response;
+    try {
+      response = await fetch(url, { method, headers, body, signal });
+    } catch (err) {
+      const cancelled = opts.signal?.aborted === true;
+      const timedOut = !cancelled && timeout.aborted;
+      const cause = (err as { cause?: { code?: string } }).cause?.code;
+      const what = cancelled ? 'cancelled' : timedOut ? `no answer within ${Math.round(this.opts.timeoutMs / 1000)}s` : `cannot reach the homeserver (${cause ?? (err as Error).message})`;
+      return { ok: false, error: httpFailure(0, cancelled ? 'E_CANCELLED' : timedOut ? 'E_TIMEOUT' : 'E_NETWORK', `${method} ${redactPath(new URL(url).pathname)}: ${what}`, undefined) };
+    }
+    const text = await response.text().catch(() => '');
+    let parsed: unknown = undefined;
+    if (text) {
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = undefined;
+      }
+    }
+    if (response.ok) {
+      if (text && parsed === undefined) {
+        return { ok: false, error: httpFailure(response.status, 'E_BAD_RESPONSE', `${method} ${redactPath(new URL(url).pathname)}: the homeserver answered ${response.status} with a body that is not JSON`, undefined) };
+      }
+      return { ok: true, value: (parsed ?? {}) as T };
+    }
+    const errcode = typeof (parsed as { errcode?: unknown })?.errcode === 'string' ? (parsed as { errcode: string }).errcode : undefined;
+    const error = typeof (parsed as { error?: unknown })?.error === 'string' ? (parsed as { error: string }).error : text.slice(0, 200);
+    const retryAfter = response.headers.get('retry-after');
+    // A Retry-After header stands in when the body does not say how long to wait.
+    const failureBody = retryAfter && retryAfterMs(parsed) === undefined && Number.isFinite(Number(retryAfter))
+      ? { ...(typeof parsed === 'object' && parsed !== null ? parsed : {}), retry_after_ms: Number(retryAfter) * 1000 }
+      : parsed;
+    return {
+      ok: false,
+      error: httpFailure(response.status, errcode ?? `HTTP_${response.status}`, `${method} ${redactPath(new URL(url).pathname)}: ${response.status} ${errcode ?? ''} ${scrubSecrets(error)}`.replace(/\s+/g, ' ').trim(), failureBody, errcode),
+    };
+  }
+}
+
+function httpFailure(status: number, code: string, message: string, body: unknown, errcode?: string): HttpFailure {
+  return { status, code, human: message, log: message, errcode, body };
+}
+
+function retryAfterMs(body: unknown): number | undefined {
+  const ms = (body as { retry_after_ms?: unknown })?.retry_after_ms;
+  return typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 ? Math.min(ms, 5 * 60_000) : undefined;
+}
+
+function backoffMs(attempt: number): number {
+  const base = Math.min(MAX_BACKOFF_MS, 500 * 2 ** (attempt - 1));
+  return base / 2 + Math.random() * (base / 2);
+}
+
+/** Paths are safe to log; this keeps them short. */
+function redactPath(p: string): string {
+  return p.length > 200 ? `${p.slice(0, 200)}…` : p;
+}

@@ -1,0 +1,60 @@
+import type { HomeserverHttp, HttpFailure, RequestOptions } from './http.ts';
+import { path } from './http.ts';
+import type { Result } from '../util/result.ts';
+
+export interface AdminUserListEntry {
+  readonly name: string;
+  readonly deactivated?: boolean | number;
+  readonly is_guest?: boolean | number;
+  readonly admin?: boolean | number;
+  readonly user_type?: string | null;
+}
+
+export interface AdminUserList {
+  readonly users: AdminUserListEntry[];
+  readonly total: number;
+  readonly next_token?: string;
+}
+
+/** Thin, typed calls to Synapse's admin API; the bot user must be a server admin. */
+export class SynapseAdmin {
+  private readonly http: HomeserverHttp;
+  constructor(http: HomeserverHttp) {
+    this.http = http;
+  }
+
+  serverVersion(opts: RequestOptions = {}): Promise<Result<{ server_version: string }, HttpFailure>> {
+    return this.http.request('GET', '/_synapse/admin/v1/server_version', opts);
+  }
+
+  listUsers(from: string | undefined, limit: number, includeDeactivated: boolean, opts: RequestOptions = {}): Promise<Result<AdminUserList, HttpFailure>> {
+    return this.http.request('GET', '/_synapse/admin/v2/users', {
+      ...opts,
+      query: { from, limit, guests: true, deactivated: includeDeactivated, order_by: 'name' },
+    });
+  }
+
+  user(userId: string, opts: RequestOptions = {}): Promise<Result<Record<string, unknown>, HttpFailure>> {
+    return this.http.request('GET', path`/_synapse/admin/v2/users/${userId}`, opts);
+  }
+
+  setAdmin(userId: string, admin: boolean): Promise<Result<unknown, HttpFailure>> {
+    return this.http.request('PUT', path`/_synapse/admin/v2/users/${userId}`, { body: { admin } });
+  }
+
+  devices(userId: string, opts: RequestOptions = {}): Promise<Result<{ devices: Record<string, unknown>[]; total: number }, HttpFailure>> {
+    return this.http.request('GET', path`/_synapse/admin/v2/users/${userId}/devices`, opts);
+  }
+
+  pushers(userId: string, opts: RequestOptions = {}): Promise<Result<{ pushers: Record<string, unknown>[]; total: number }, HttpFailure>> {
+    return this.http.request('GET', path`/_synapse/admin/v1/users/${userId}/pushers`, opts);
+  }
+
+  accountData(userId: string, opts: RequestOptions = {}): Promise<Result<{ account_data: { global: Record<string, unknown>; rooms: Record<string, Record<string, unknown>> } }, HttpFailure>> {
+    return this.http.request('GET', path`/_synapse/admin/v1/users/${userId}/accountdata`, opts);
+  }
+
+  memberships(userId: string, opts: RequestOptions = {}): Promise<Result<{ memberships: Record<string, string> }, HttpFailure>> {
+    return this.http.request('GET', path`/_synapse/admin/v1/users/${userId}/memberships`, opts);
+  }
+}

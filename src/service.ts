@@ -1,0 +1,195 @@
+import type { Server } from 'node:http';
+import { adminRoomCommands } from './admin-room/command-handler.ts';
+import { ensureRooms } from './admin-room/admin-room.ts';
+import { Messenger } from './admin-room/messenger.ts';
+import { attachRoomProgress } from './admin-room/progress-renderer.ts';
+import { EventRouter } from './appservice/event-router.ts';
+import type { Registration } from './appservice/registration.ts';
+import { createAppserviceApp, listen } from './appservice/server.ts';
+import { ALL_COMMANDS } from './commands/all-commands.ts';
+import type { CommandContext, ServiceStatus } from './commands/context.ts';
+import type { StewardConfig } from './config/config.ts';
+import { dumpUsersJob } from './dump/dump-users.ts';
+import { ClientApi } from './homeserver/client-api.ts';
+import { HomeserverHttp, path } from './homeserver/http.ts';
+import { SynapseAdmin } from './homeserver/synapse-admin.ts';
+import { JobStore } from './jobs/job-store.ts';
+import { JobRunner } from './jobs/runner.ts';
+import type { Logger } from './log.ts';
+import { openDatabase, type Db } from './store/database.ts';
+import { Inbox } from './store/inbox.ts';
+import { KeyValueStore } from './store/kv.ts';
+import { escapeHtml } from './util/html.ts';
+import { fail, ok, type Result } from './util/result.ts';
+import { STEWARD_VERSION } from './version.ts';
+
+/** The parts both front ends share: storage, homeserver clients, jobs and commands. */
+export interface Core {
+  readonly config: StewardConfig;
+  readonly registration: Registration;
+  readonly log: Logger;
+  readonly db: Db;
+  readonly kv: KeyValueStore;
+  readonly jobs: JobStore;
+  readonly http: HomeserverHttp;
+  readonly admin: SynapseAdmin;
+  readonly client: ClientApi;
+  readonly runner: JobRunner;
+  readonly botUserId: string;
+  readonly startedTs: number;
+  synapseVersion: string | null;
+}
+
+export function assembleCore(config: StewardConfig, registration: Registration, log: Logger): Core {
+  const db = openDatabase(config.storage.database);
+  const jobs = new JobStore(db);
+  const http = new HomeserverHttp({
+    baseUrl: config.homeserver.url,
+    token: registration.asToken,
+    timeoutMs: config.requests.timeoutSeconds * 1000,
+    maxRetries: config.requests.maxRetries,
+    log,
+    userAgent: `Steward/${STEWARD_VERSION}`,
+  });
+  const admin = new SynapseAdmin(http);
+  const client = new ClientApi(http);
+  const botUserId = `@${registration.senderLocalpart}:${config.homeserver.serverName}`;
+  const runner = new JobRunner({
+    store: jobs,
+    definitions: [dumpUsersJob({ admin, client, jobs, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION })],
+    concurrency: config.jobs.concurrency,
+    log,
+  });
+  return { config, registration, log, db, kv: new KeyValueStore(db), jobs, http, admin, client, runner, botUserId, startedTs: Date.now(), synapseVersion: null };
+}
+
+export type BaseContext = Omit<CommandContext, 'frontEnd' | 'sender' | 'roomId' | 'commandEventId'>;
+
+export function commandContext(core: Core): BaseContext {
+  const status = (): ServiceStatus => ({
+    version: STEWARD_VERSION,
+    homeserver: core.config.homeserver.url,
+    serverName: core.config.homeserver.serverName,
+    botUserId: core.botUserId,
+    startedTs: core.startedTs,
+    synapseVersion: core.synapseVersion,
+  });
+  return { config: core.config, jobs: core.jobs, runner: core.runner, commands: ALL_COMMANDS, status };
+}
+
+/** The bot must exist and be a Synapse admin before anything else can work. */
+export async function ensureBotUser(core: Core): Promise<Result<void>> {
+  const registered = await core.client.registerAppserviceUser(core.registration.senderLocalpart);
+  if (!registered.ok && registered.error.errcode !== 'M_USER_IN_USE') {
+    return fail('E_BOT_USER', `Cannot register the bot user ${core.botUserId}: ${registered.error.human}. Is the registration file loaded by Synapse (app_service_config_files) and Synapse restarted since?`, registered.error.log);
+  }
+  const self = await core.admin.user(core.botUserId);
+  if (!self.ok) {
+    if (self.error.status === 403 || self.error.status === 401) {
+      const url = `${core.config.homeserver.url}${path`/_synapse/admin/v2/users/${core.botUserId}`}`;
+      return fail('E_NOT_ADMIN', [
+        `${core.botUserId} is not a Synapse admin, so it cannot use the admin API. Make it one, then start Steward again:`,
+        `  curl -X PUT -H "Authorization: Bearer <an admin's access token>" -d '{"admin": true}' '${url}'`,
+        `or in Synapse's database: UPDATE users SET admin = 1 WHERE name = '${core.botUserId}';`,
+      ].join('\n'), self.error.log);
+    }
+    return fail('E_HOMESERVER', `Cannot reach the Synapse admin API at ${core.config.homeserver.url}: ${self.error.human}`, self.error.log);
+  }
+  const version = await core.admin.serverVersion();
+  core.synapseVersion = version.ok ? version.value.server_version : null;
+  return ok(undefined);
+}
+
+export interface RunningService {
+  readonly core: Core;
+  readonly server: Server;
+  readonly adminRoomId: string;
+  readonly statusRoomId: string;
+  stop(): Promise<void>;
+}
+
+const INBOX_RETENTION_MS = 7 * 24 * 3600 * 1000;
+
+/** `steward run`: the appservice with its admin room, resuming any jobs a restart cut off. */
+export async function startService(config: StewardConfig, registration: Registration, log: Logger): Promise<Result<RunningService>> {
+  const core = assembleCore(config, registration, log);
+  const bot = await ensureBotUser(core);
+  if (!bot.ok) {
+    core.db.close();
+    return bot;
+  }
+  const rooms = await ensureRooms(config, core.client, core.kv, core.botUserId, log);
+  if (!rooms.ok) {
+    core.db.close();
+    return rooms;
+  }
+  const { adminRoomId, statusRoomId } = rooms.value;
+  const messenger = new Messenger(core.client, log);
+  const inbox = new Inbox(core.db);
+  const router = new EventRouter(inbox, log);
+  router.add(adminRoomCommands({ adminRoomId, botUserId: core.botUserId, admins: config.adminRoom.admins, messenger, log, baseContext: commandContext(core) }));
+  router.add(encryptionGuard(adminRoomId, messenger, log));
+
+  const app = createAppserviceApp({
+    hsToken: registration.hsToken,
+    inbox,
+    log,
+    wants: router.wants,
+    onTaken: router.kick,
+    health: () => ({ version: STEWARD_VERSION, jobs_running: core.runner.activeCount() }),
+  });
+  let server: Server;
+  try {
+    server = await listen(app, config.appservice.port, config.appservice.bindAddress);
+  } catch (err) {
+    core.db.close();
+    return fail('E_LISTEN', `Cannot listen on ${config.appservice.bindAddress}:${config.appservice.port}: ${(err as Error).message}`);
+  }
+  log.info({ address: config.appservice.bindAddress, port: config.appservice.port }, 'appservice listening');
+
+  const ping = await core.client.ping(registration.id);
+  const pingNote = ping.ok
+    ? `homeserver reaches us in ${ping.value.duration_ms} ms`
+    : `⚠️ the homeserver could not reach Steward at ${registration.url} (${ping.error.errcode ?? ping.error.code}); commands will not arrive until it can`;
+  if (!ping.ok) log.warn({ detail: ping.error.log, url: registration.url }, 'appservice ping failed');
+
+  attachRoomProgress({ runner: core.runner, jobs: core.jobs, messenger, statusRoomId, intervalMs: config.jobs.progressIntervalSeconds * 1000 });
+  const resumed = core.runner.resumePending('room');
+  router.kick();
+  inbox.prune(INBOX_RETENTION_MS);
+  const pruneTimer = setInterval(() => inbox.prune(INBOX_RETENTION_MS), 3600_000).unref();
+
+  const jobNote = resumed.length
+    ? `resuming ${resumed.length} job(s): ${resumed.map((j) => `#${j.id} ${core.runner.title(j)}`).join(', ')}`
+    : 'no unfinished jobs';
+  const notice = `Steward ${STEWARD_VERSION} started on ${config.homeserver.serverName}${core.synapseVersion ? ` (Synapse ${core.synapseVersion})` : ''} · ${pingNote} · ${jobNote}. Type !help for commands.`;
+  await messenger.notice(statusRoomId, { text: notice, html: escapeHtml(notice) });
+  log.info({ adminRoomId, statusRoomId, resumed: resumed.length }, 'Steward is running');
+
+  return ok({
+    core,
+    server,
+    adminRoomId,
+    statusRoomId,
+    async stop() {
+      clearInterval(pruneTimer);
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await router.stop();
+      await core.runner.stop();
+      core.db.close();
+    },
+  });
+}
+
+/** Someone turning on encryption in the admin room would silently cut Steward off; say so. */
+function encryptionGuard(adminRoomId: string, messenger: Messenger, log: Logger) {
+  return {
+    name: 'admin-room-encryption-guard',
+    wants: (event: { room_id?: string; type: string }, kind: 'pdu' | 'ephemeral') => kind === 'pdu' && event.room_id === adminRoomId && event.type === 'm.room.encryption',
+    async handle() {
+      log.error({ roomId: adminRoomId }, 'encryption was turned on in the admin room; Steward cannot read commands there');
+      const text = 'Encryption was turned on in this room. Steward does not do end-to-end encryption and can no longer read commands here: create a new unencrypted admin room and set admin_room.room, or remove it to let Steward create one.';
+      await messenger.notice(adminRoomId, { text, html: escapeHtml(text) });
+    },
+  };
+}

@@ -1,0 +1,62 @@
+import type { Db } from './database.ts';
+
+export interface MatrixEvent {
+  readonly type: string;
+  readonly room_id?: string;
+  readonly sender?: string;
+  readonly event_id?: string;
+  readonly state_key?: string;
+  readonly origin_server_ts?: number;
+  readonly content: Record<string, unknown>;
+  readonly unsigned?: Record<string, unknown>;
+}
+
+export interface InboxItem {
+  readonly seq: number;
+  readonly kind: 'pdu' | 'ephemeral';
+  readonly event: MatrixEvent;
+}
+
+/**
+ * The durable queue between the transaction endpoint and the event handlers. The homeserver gets
+ * its 200 once a transaction is here, so a slow or crashing handler never causes a re-delivery.
+ */
+export class Inbox {
+  private readonly db: Db;
+  constructor(db: Db) {
+    this.db = db;
+  }
+
+  /** Stores a transaction's events at most once; 'duplicate' when this exact transaction was taken before. */
+  take(dedupeKey: string, txnId: string, pdus: readonly MatrixEvent[], ephemeral: readonly MatrixEvent[], now = Date.now()): 'taken' | 'duplicate' {
+    const insertTxn = this.db.prepare('INSERT OR IGNORE INTO as_transactions (dedupe_key, txn_id, received_ts) VALUES (?, ?, ?)');
+    // The same PDU can arrive in two transactions (e.g. a re-send after a Synapse restart): event_id is unique.
+    const insertEvent = this.db.prepare('INSERT OR IGNORE INTO inbox (kind, event_id, room_id, payload, received_ts) VALUES (?, ?, ?, ?, ?)');
+    return this.db.transaction(() => {
+      if (insertTxn.run(dedupeKey, txnId, now).changes === 0) return 'duplicate' as const;
+      for (const ev of pdus) insertEvent.run('pdu', typeof ev.event_id === 'string' ? ev.event_id : null, ev.room_id ?? null, JSON.stringify(ev), now);
+      for (const ev of ephemeral) insertEvent.run('ephemeral', null, ev.room_id ?? null, JSON.stringify(ev), now);
+      return 'taken' as const;
+    })();
+  }
+
+  pending(limit: number): InboxItem[] {
+    const rows = this.db.prepare("SELECT seq, kind, payload FROM inbox WHERE state = 'pending' ORDER BY seq LIMIT ?").all(limit) as { seq: number; kind: 'pdu' | 'ephemeral'; payload: string }[];
+    return rows.map((r) => ({ seq: r.seq, kind: r.kind, event: JSON.parse(r.payload) as MatrixEvent }));
+  }
+
+  markDone(seq: number): void {
+    this.db.prepare("UPDATE inbox SET state = 'done', payload = '{}' WHERE seq = ?").run(seq);
+  }
+
+  markFailed(seq: number, error: string): void {
+    this.db.prepare("UPDATE inbox SET state = 'failed', error = ? WHERE seq = ?").run(error.slice(0, 2000), seq);
+  }
+
+  /** Forgets handled events and old transaction keys; failed events are kept for inspection. */
+  prune(olderThanMs: number, now = Date.now()): void {
+    const cutoff = now - olderThanMs;
+    this.db.prepare("DELETE FROM inbox WHERE state = 'done' AND received_ts < ?").run(cutoff);
+    this.db.prepare('DELETE FROM as_transactions WHERE received_ts < ?').run(cutoff);
+  }
+}
