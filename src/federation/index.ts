@@ -1,0 +1,18 @@
+export { decodeBase64, encodeBase64, encodeBase64UrlSafe } from "./base64.ts";
+export { CanonicalJsonError, canonicalJson, canonicalJsonBytes, compareCodePoints } from "./canonical-json.ts";
+export { checkContentHash, computeEventId, contentHash, referenceHash, roomIdOfCreateEvent } from "./event-hashes.ts";
+export { hashAndSignEvent } from "./event-signing.ts";
+export { verifyEvent } from "./event-verify.ts";
+export type { KeyLookup, VerifiedEvent } from "./event-verify.ts";
+export { isJsonObject } from "./json-object.ts";
+export type { JsonObject } from "./json-object.ts";
+export { redactEvent } from "./redaction.ts";
+export { KNOWN_ROOM_VERSIONS, ROOM_VERSIONS, roomVersion } from "./room-versions.ts";
+export type { EventIdFormat, RedactionRules, RoomVersion } from "./room-versions.ts";
+export { eventIdServer, isValidServerName, senderServer } from "./server-name.ts";
+export { signatureOf, signedBytes, signJson, verifyJsonSignature } from "./signatures.ts";
+export type { Signatures } from "./signatures.ts";
+export { loadSigningKey, parseSigningKey, parseSigningKeys, publicKeyBase64, signingKeyFromSeed } from "./signing-key.ts";
+export type { LoadedSigningKey, SigningKey } from "./signing-key.ts";
+export { parseXMatrix, requestSigningJson, verifyXMatrix, xMatrixAuthorization } from "./x-matrix.ts";
+export type { FederationRequest, ReceivedRequest, XMatrixAuth } from "./x-matrix.ts";
