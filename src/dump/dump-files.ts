@@ -1,4 +1,4 @@
-import { access } from 'node:fs/promises';
+import { access, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensurePrivateDir, writeFileAtomic } from '../util/atomic-write.ts';
 
@@ -30,4 +30,12 @@ export async function prepareDumpDir(root: string, dumpId: string, section: stri
 
 export async function writeJson(file: string, value: unknown): Promise<void> {
   await writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`, 0o600);
+}
+
+/** Temp files a killed process left behind (see writeFileAtomic); never a finished file. */
+export async function removeOrphanTemps(dir: string): Promise<number> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const orphans = names.filter((n) => n.startsWith('.') && n.endsWith('.tmp'));
+  await Promise.all(orphans.map((n) => rm(join(dir, n), { force: true })));
+  return orphans.length;
 }

@@ -6,7 +6,7 @@ import type { JobContext, JobDefinition } from '../jobs/runner.ts';
 import type { JobStore } from '../jobs/job-store.ts';
 import { forEachConcurrent } from '../util/pool.ts';
 import { errorMessage, failure, ok, type Result } from '../util/result.ts';
-import { exists, fileNameFor, newDumpId, prepareDumpDir, writeJson } from './dump-files.ts';
+import { exists, fileNameFor, newDumpId, prepareDumpDir, removeOrphanTemps, writeJson } from './dump-files.ts';
 
 export const USER_DUMP_FORMAT = 'steward.user-dump/1';
 export const DUMP_MANIFEST_FORMAT = 'steward.dump-manifest/1';
@@ -133,7 +133,12 @@ export function dumpUsersJob(deps: DumpUsersDeps): JobDefinition {
         return { ok: false, error: failure('E_DUMP_DIR', `Cannot create the dump folder under ${args.out}: ${errorMessage(err)}`) };
       }
       const root = join(args.out, cp.dumpId);
-      if (!resume) ctx.checkpoint(cp);
+      if (resume) {
+        const orphans = await removeOrphanTemps(dir);
+        if (orphans > 0) ctx.log.info({ orphans }, 'removed temp files left by the interrupted run');
+      } else {
+        ctx.checkpoint(cp);
+      }
       const version = await deps.admin.serverVersion({ signal: ctx.signal });
       const synapseVersion = version.ok ? version.value.server_version : null;
       let written = 0;
