@@ -92,6 +92,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
+  // Until a command sets up its own logger, library warnings are kept off the terminal.
+  routeProcessWarnings(createLogger({ level: 'warn', fd: 2 }));
   const config = await loadConfig(opts.config);
   if (!config.ok) {
     process.stderr.write(`${config.error.human}\n`);

@@ -94,7 +94,7 @@ describe('admin room', () => {
     for (const headers of [{ authorization: 'Bearer not-the-token' }, {}]) {
       const res = await fetch(url, { method: 'PUT', headers: { 'content-type': 'application/json', ...headers }, body });
       assert.equal(res.status, 403);
-      assert.equal((await res.json()).errcode, 'M_FORBIDDEN');
+      assert.equal(((await res.json()) as { errcode?: string }).errcode, 'M_FORBIDDEN');
     }
     // A sentinel command handled after the forged ones proves they were never queued.
     await command(s.adminClient, room, bot, '!jobs');

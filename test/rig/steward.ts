@@ -2,7 +2,7 @@
 // would deploy it: config file, generated registration loaded by Synapse, bot made admin.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -21,6 +21,8 @@ export interface StewardInstance {
   readonly logPath: string;
   readonly port: number;
   readonly botUserId: string;
+  /** The appservice token, for tests that call the homeserver as Steward would. */
+  readonly asToken: string;
   readonly dumpsDir: string;
   readonly dbPath: string;
   readonly running: boolean;
@@ -46,28 +48,54 @@ export interface StewardSetup {
 
 export interface StewardOptions {
   readonly synapse?: Partial<SynapseOptions>;
-  /** Extra YAML-ready config merged into Steward's config (top-level keys). */
+  /** Merged into Steward's generated config, section by section. */
   readonly config?: Record<string, Record<string, unknown>>;
   readonly progressIntervalSeconds?: number;
 }
 
-/** Synapse with Steward registered and running, an admin user invited to the admin room and joined. */
+/** Synapse (no federation) with Steward registered and running, an admin joined to the admin room. */
 export async function startStewardWithSynapse(opts: StewardOptions = {}): Promise<StewardSetup> {
   const hs = await prepareSynapse({ name: 'steward-hs', federation: false, ...opts.synapse });
-  const dir = hs.dir;
+  return attachSteward(hs, opts);
+}
+
+/**
+ * Two federating Synapses; Steward runs beside the first, and beside the second too when
+ * `both` is set (linked accounts need one Steward per homeserver).
+ */
+export async function startStewardPair(opts: { a?: StewardOptions; b?: StewardOptions; both?: boolean } = {}): Promise<{ a: StewardSetup; b: StewardSetup | { hs: SynapseInstance; admin: RegisteredUser; adminClient: MatrixTestClient } }> {
+  const [hsA, hsB] = await Promise.all([
+    prepareSynapse({ name: 'hs-a', federation: true, ...opts.a?.synapse }),
+    prepareSynapse({ name: 'hs-b', federation: true, ...opts.b?.synapse }),
+  ]);
+  const [a, b] = await Promise.all([
+    attachSteward(hsA, opts.a ?? {}),
+    opts.both ? attachSteward(hsB, opts.b ?? {}) : (async () => {
+      await hsB.start();
+      const admin = await hsB.registerUser('admin', { admin: true, password: 'admin-password' });
+      return { hs: hsB, admin, adminClient: await MatrixTestClient.login(hsB.clientUrl, admin.userId, admin.password) };
+    })(),
+  ]);
+  return { a, b };
+}
+
+/** Registers Steward with a prepared (not yet started) Synapse, starts both, and joins the admin. */
+export async function attachSteward(hs: SynapseInstance, opts: StewardOptions = {}): Promise<StewardSetup> {
+  const dir = path.join(hs.dir, 'steward');
+  await mkdir(dir, { recursive: true });
   const configPath = path.join(dir, 'steward.yaml');
-  const registrationPath = path.join(dir, 'steward-registration.yaml');
+  const registrationPath = path.join(dir, 'registration.yaml');
   const port = await freePort();
   const adminId = `@admin:${hs.serverName}`;
   const config: Record<string, Record<string, unknown>> = {
     homeserver: { url: hs.clientUrl, server_name: hs.serverName },
     appservice: { port, bind_address: '127.0.0.1' },
     admin_room: { admins: [adminId] },
-    storage: { database: path.join(dir, 'steward', 'steward.db'), dumps: path.join(dir, 'dumps') },
+    storage: { database: path.join(dir, 'steward.db'), dumps: path.join(dir, 'dumps') },
     jobs: { progress_interval_seconds: opts.progressIntervalSeconds ?? 1 },
     logging: { level: 'debug' },
-    ...opts.config,
   };
+  for (const [section, values] of Object.entries(opts.config ?? {})) config[section] = { ...config[section], ...values };
   await writeFile(configPath, JSON.stringify(config, null, 2));
   const gen = await runCli(['generate-registration', '-c', configPath, '-f', registrationPath]);
   if (gen.code !== 0) throw new Error(`generate-registration failed: ${gen.stderr}`);
@@ -86,9 +114,9 @@ export async function startStewardWithSynapse(opts: StewardOptions = {}): Promis
   let exited: Promise<void> = Promise.resolve();
 
   const steward: StewardInstance = {
-    dir, configPath, registrationPath, logPath, port, botUserId,
+    dir, configPath, registrationPath, logPath, port, botUserId, asToken,
     dumpsDir: path.join(dir, 'dumps'),
-    dbPath: path.join(dir, 'steward', 'steward.db'),
+    dbPath: path.join(dir, 'steward.db'),
     adminRoomId: '',
     get running() {
       return child !== null;
