@@ -1,4 +1,10 @@
-/** Append only: never edit a migration that has shipped. Index i upgrades user_version i to i+1. */
+import { LINKED_SCHEMA } from '../linked/schema.ts';
+import { RECOVERY_SCHEMA } from '../recovery/schema.ts';
+
+/**
+ * Append only: never edit a migration that has shipped. Index i upgrades user_version i to i+1.
+ * Each capability keeps its tables in its own folder; this list fixes their order.
+ */
 export const MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE kv (
@@ -61,4 +67,6 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (job_id, item)
   );
   `,
+  RECOVERY_SCHEMA,
+  LINKED_SCHEMA,
 ];
