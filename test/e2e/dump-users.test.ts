@@ -11,6 +11,8 @@ import type { RegisteredUser } from '../rig/synapse.ts';
 import { startStewardWithSynapse, type StewardSetup } from '../rig/steward.ts';
 import { command, isReactionTo, isReplyTo, replyMatching, roomHistory } from './room-helpers.ts';
 
+// An ed25519 public key is 32 bytes; Synapse checks the shape of uploaded keys.
+const MASTER_KEY = Buffer.alloc(32, 7).toString('base64').replace(/=+$/, '');
 const fileFor = (userId: string) => `${encodeURIComponent(userId)}.json`;
 
 async function dumpDirOf(summary: string): Promise<string> {
@@ -50,6 +52,10 @@ describe('dump users', () => {
     backupVersion = (await aliceClient.request('POST', '/_matrix/client/v3/room_keys/version', {
       algorithm: 'm.megolm_backup.v1.curve25519-aes-sha2', auth_data: { public_key: 'aGVsbG8gd29ybGQ' },
     })).version;
+    // First-time cross-signing upload needs no interactive auth on current Synapse.
+    await aliceClient.request('POST', '/_matrix/client/v3/keys/device_signing/upload', {
+      master_key: { user_id: alice.userId, usage: ['master'], keys: { [`ed25519:${MASTER_KEY}`]: MASTER_KEY } },
+    });
     const gone = await s.hs.registerUser('gone');
     deactivatedId = gone.userId;
     await s.adminClient.request('POST', `/_synapse/admin/v1/deactivate/${encodeURIComponent(gone.userId)}`, { erase: false });
@@ -83,6 +89,8 @@ describe('dump users', () => {
     assert.equal(a.memberships[sharedRoom], 'join');
     assert.equal(a.key_backup.version, backupVersion);
     assert.equal(a.key_backup.algorithm, 'm.megolm_backup.v1.curve25519-aes-sha2');
+    assert.deepEqual(a.cross_signing.master_key.keys, { [`ed25519:${MASTER_KEY}`]: MASTER_KEY });
+    assert.deepEqual(a.cross_signing.master_key.usage, ['master']);
     assert.equal(a.errors, undefined);
 
     // Deactivated users are left out unless asked for.
