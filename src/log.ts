@@ -37,7 +37,7 @@ export function createLogger(opts: LogOptions = {}): Logger {
 export function scrubSecrets(text: string): string {
   return text
     .replace(/(access_token=)[^&\s"]+/gi, '$1[redacted]')
-    .replace(/(Bearer\s+)[A-Za-z0-9._~+/=-]+/g, '$1[redacted]')
+    .replace(/(Bearer\s+)[A-Za-z0-9._~+/=-]+/gi, '$1[redacted]')
     .replace(/(X-Matrix\s+[^\n]*sig=")[^"]+/g, '$1[redacted]');
 }
 

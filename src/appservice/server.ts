@@ -58,18 +58,18 @@ export function createAppserviceApp(opts: AppserviceServerOptions): express.Expr
     const pdus = (txn.events as unknown[]).filter(isEvent).filter((e) => opts.wants(e, 'pdu'));
     const ephemeral = (ephemeralRaw as unknown[]).filter(isEvent).filter((e) => opts.wants(e, 'ephemeral'));
     const dedupeKey = `${txnId}:${createHash('sha256').update(body).digest('base64url')}`;
-    let outcome: 'taken' | 'duplicate';
+    let taken: { outcome: 'taken' | 'duplicate'; stored: number };
     try {
-      outcome = opts.inbox.take(dedupeKey, txnId, pdus, ephemeral);
+      taken = opts.inbox.take(dedupeKey, txnId, pdus, ephemeral);
     } catch (err) {
       // Not taken: a 500 makes the homeserver send it again later, so nothing is lost.
       log.error({ err, txnId }, 'could not store a transaction');
       res.status(500).json({ errcode: 'M_UNKNOWN', error: 'Could not store the transaction' });
       return;
     }
-    log.debug({ txnId, outcome, events: pdus.length, ephemeral: ephemeral.length }, 'transaction');
+    log.debug({ txnId, outcome: taken.outcome, stored: taken.stored, events: pdus.length, ephemeral: ephemeral.length }, 'transaction');
     res.status(200).json({});
-    if (outcome === 'taken' && pdus.length + ephemeral.length > 0) opts.onTaken();
+    if (taken.stored > 0) opts.onTaken();
   };
 
   for (const prefix of ['/_matrix/app/v1', '']) {

@@ -1,10 +1,21 @@
+import { createHash } from 'node:crypto';
 import { access, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensurePrivateDir, writeFileAtomic } from '../util/atomic-write.ts';
 
-/** One file per Matrix ID; encodeURIComponent keeps `:` and `/` out of names on every platform. */
+// Most filesystems cap a name at 255 bytes; Matrix ids may be 255 bytes before encoding.
+const MAX_NAME_BYTES = 240;
+
+/**
+ * One file per Matrix ID; encodeURIComponent keeps `:` and `/` out of names on every platform, and
+ * decodes back to the id. An id too long for that gets a shortened name ending in a hash of it
+ * (the id is always inside the file too).
+ */
 export function fileNameFor(id: string): string {
-  return `${encodeURIComponent(id)}.json`;
+  const encoded = encodeURIComponent(id);
+  if (Buffer.byteLength(encoded) + 5 <= MAX_NAME_BYTES) return `${encoded}.json`;
+  const digest = createHash('sha256').update(id).digest('hex').slice(0, 32);
+  return `${encoded.slice(0, MAX_NAME_BYTES - 5 - 34).replace(/%[0-9A-F]?$/, '')}~${digest}.json`;
 }
 
 export async function exists(file: string): Promise<boolean> {

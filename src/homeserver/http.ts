@@ -82,7 +82,7 @@ export class HomeserverHttp {
       try {
         await sleep(waitMs, undefined, opts.signal ? { signal: opts.signal } : undefined);
       } catch {
-        return attempt;
+        return { ok: false, error: httpFailure(0, 'E_CANCELLED', `${method} ${redactPath(urlPath)}: cancelled`, undefined) };
       }
     }
   }
@@ -111,7 +111,7 @@ export class HomeserverHttp {
       const cancelled = opts.signal?.aborted === true;
       const timedOut = !cancelled && timeout.aborted;
       const cause = (err as { cause?: { code?: string } }).cause?.code;
-      const what = cancelled ? 'cancelled' : timedOut ? `no answer within ${Math.round(this.opts.timeoutMs / 1000)}s` : `cannot reach the homeserver (${cause ?? (err as Error).message})`;
+      const what = cancelled ? 'cancelled' : timedOut ? `no answer within ${this.opts.timeoutMs < 10_000 ? `${this.opts.timeoutMs} ms` : `${Math.round(this.opts.timeoutMs / 1000)}s`}` : `cannot reach the homeserver (${cause ?? (err as Error).message})`;
       return { ok: false, error: httpFailure(0, cancelled ? 'E_CANCELLED' : timedOut ? 'E_TIMEOUT' : 'E_NETWORK', `${method} ${redactPath(new URL(url).pathname)}: ${what}`, undefined) };
     }
     const text = await response.text().catch(() => '');

@@ -33,6 +33,8 @@ export interface StoredCheckpoint {
   readonly done: number;
   readonly failed: number;
   readonly ts: number;
+  /** The newest job_errors rowid at the checkpoint: errors after it are for items that will be retried. */
+  readonly errorsUpTo?: number;
 }
 
 export interface JobResult {
@@ -140,7 +142,7 @@ export class JobStore {
         `UPDATE jobs SET state = 'running', started_ts = COALESCE(started_ts, ?), done = ?, failed = ?,
          resumed_count = resumed_count + ?, updated_ts = ? WHERE id = ?`,
       ).run(now, cp?.done ?? 0, cp?.failed ?? 0, resumed ? 1 : 0, now, id);
-      this.db.prepare('DELETE FROM job_errors WHERE job_id = ? AND ts > ?').run(id, cp?.ts ?? 0);
+      this.db.prepare('DELETE FROM job_errors WHERE job_id = ? AND rowid > ?').run(id, cp?.errorsUpTo ?? 0);
     })();
     return this.get(id)!;
   }
@@ -150,7 +152,8 @@ export class JobStore {
   }
 
   checkpoint(id: number, data: unknown, done: number, total: number | null, failed: number, now = Date.now()): void {
-    const cp: StoredCheckpoint = { data, done, failed, ts: now };
+    const { seq } = this.db.prepare('SELECT COALESCE(MAX(rowid), 0) AS seq FROM job_errors WHERE job_id = ?').get(id) as { seq: number };
+    const cp: StoredCheckpoint = { data, done, failed, ts: now, errorsUpTo: seq };
     this.db.prepare('UPDATE jobs SET checkpoint = ?, done = ?, total = ?, failed = ?, updated_ts = ? WHERE id = ?').run(JSON.stringify(cp), done, total, failed, now, id);
   }
 

@@ -85,9 +85,12 @@ export class JobRunner extends EventEmitter<JobEvents> {
     return pending;
   }
 
-  /** Runs one job to its end in this process (the terminal front end). */
+  /** Runs one job to its end in this process (the terminal front end); stop() halts it like any other. */
   async runToEnd(id: number): Promise<JobRecord> {
-    await this.execute(id);
+    const abort = new AbortController();
+    const done = this.execute(id, abort).finally(() => this.running.delete(id));
+    this.running.set(id, { abort, done });
+    await done;
     return this.store.get(id)!;
   }
 
@@ -101,6 +104,8 @@ export class JobRunner extends EventEmitter<JobEvents> {
     const running = this.running.get(id);
     if (running) {
       running.abort.abort();
+    } else if (job.state === 'running') {
+      // Running in another process (the terminal, or the service): it sees the flag at its next flush.
     } else {
       const i = this.queue.indexOf(id);
       if (i >= 0) this.queue.splice(i, 1);

@@ -27,16 +27,20 @@ export class Inbox {
     this.db = db;
   }
 
-  /** Stores a transaction's events at most once; 'duplicate' when this exact transaction was taken before. */
-  take(dedupeKey: string, txnId: string, pdus: readonly MatrixEvent[], ephemeral: readonly MatrixEvent[], now = Date.now()): 'taken' | 'duplicate' {
+  /**
+   * Stores a transaction's events at most once: 'duplicate' when this exact transaction was taken
+   * before, else how many events were new (a re-sent PDU is stored only the first time).
+   */
+  take(dedupeKey: string, txnId: string, pdus: readonly MatrixEvent[], ephemeral: readonly MatrixEvent[], now = Date.now()): { outcome: 'taken' | 'duplicate'; stored: number } {
     const insertTxn = this.db.prepare('INSERT OR IGNORE INTO as_transactions (dedupe_key, txn_id, received_ts) VALUES (?, ?, ?)');
     // The same PDU can arrive in two transactions (e.g. a re-send after a Synapse restart): event_id is unique.
     const insertEvent = this.db.prepare('INSERT OR IGNORE INTO inbox (kind, event_id, room_id, payload, received_ts) VALUES (?, ?, ?, ?, ?)');
     return this.db.transaction(() => {
-      if (insertTxn.run(dedupeKey, txnId, now).changes === 0) return 'duplicate' as const;
-      for (const ev of pdus) insertEvent.run('pdu', typeof ev.event_id === 'string' ? ev.event_id : null, ev.room_id ?? null, JSON.stringify(ev), now);
-      for (const ev of ephemeral) insertEvent.run('ephemeral', null, ev.room_id ?? null, JSON.stringify(ev), now);
-      return 'taken' as const;
+      if (insertTxn.run(dedupeKey, txnId, now).changes === 0) return { outcome: 'duplicate' as const, stored: 0 };
+      let stored = 0;
+      for (const ev of pdus) stored += insertEvent.run('pdu', typeof ev.event_id === 'string' ? ev.event_id : null, ev.room_id ?? null, JSON.stringify(ev), now).changes;
+      for (const ev of ephemeral) stored += insertEvent.run('ephemeral', null, ev.room_id ?? null, JSON.stringify(ev), now).changes;
+      return { outcome: 'taken' as const, stored };
     })();
   }
 

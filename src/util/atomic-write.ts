@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
-import { dirname, basename, join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /**
  * Writes a file so that readers see either the old content or the whole new content, never a
@@ -9,7 +9,8 @@ import { dirname, basename, join } from 'node:path';
 export async function writeFileAtomic(target: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
   const dir = dirname(target);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const temp = join(dir, `.${basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
+  // Independent of the target's name, so a target name near the filesystem's limit still works.
+  const temp = join(dir, `.${randomBytes(6).toString('hex')}.tmp`);
   const handle = await open(temp, 'wx', mode);
   try {
     await handle.writeFile(data);
