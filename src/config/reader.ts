@@ -12,7 +12,7 @@ export class ConfigReader {
       return undefined;
     }
     if (typeof raw !== 'object' || Array.isArray(raw)) {
-      this.problems.push(`${path}: expected a mapping of keys, got ${describe(raw)}`);
+      this.problems.push(`${path || '(top level)'}: expected a mapping of keys, got ${describe(raw)}`);
       return undefined;
     }
     const obj = raw as Record<string, unknown>;
