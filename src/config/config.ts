@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import yaml from 'js-yaml';
 import { ConfigReader } from './reader.ts';
 import { fail, ok, type Result } from '../util/result.ts';
+import { parseCidr } from '../federation/address-guard.ts';
 
 export interface StewardConfig {
   readonly homeserver: {
@@ -41,6 +42,20 @@ export interface StewardConfig {
   readonly logging: {
     readonly level: string;
   };
+  readonly federation: {
+    /** Synapse's signing key file; absent means commands that speak federation refuse to run. */
+    readonly signingKeyPath: string | undefined;
+    /** CIDRs the address guard admits although loopback/private/link-local/…. */
+    readonly addressAllowlist: readonly string[];
+    /** Extra CA certificates (PEM) trusted besides the system's. */
+    readonly caFile: string | undefined;
+    /** Tests only: do not verify remote certificates. */
+    readonly insecureSkipTlsVerify: boolean;
+    /** Server name of a notary for keys a server does not serve itself. */
+    readonly notary: string | undefined;
+    readonly timeoutSeconds: number;
+    readonly maxRetries: number;
+  };
 }
 
 const MXID = /^@[^:\s]+:[^\s]+$/;
@@ -51,7 +66,7 @@ const LOG_LEVELS = /^(trace|debug|info|warn|error|fatal|silent)$/;
 /** Validates parsed YAML; `baseDir` anchors relative paths (the config file's folder). */
 export function parseConfig(raw: unknown, baseDir: string): Result<StewardConfig> {
   const r = new ConfigReader();
-  const root = r.section(raw ?? {}, '', ['homeserver', 'appservice', 'admin_room', 'storage', 'jobs', 'requests', 'logging']);
+  const root = r.section(raw ?? {}, '', ['homeserver', 'appservice', 'admin_room', 'storage', 'jobs', 'requests', 'logging', 'federation']);
 
   const hs = r.section(root?.homeserver, 'homeserver', ['url', 'server_name'], true);
   const url = r.string(hs, 'homeserver', 'url', { pattern: /^https?:\/\/[^\s/]+(\/[^\s]*)?$/, expect: 'an http(s) URL such as http://127.0.0.1:8008' });
@@ -98,10 +113,28 @@ export function parseConfig(raw: unknown, baseDir: string): Result<StewardConfig
   const lg = r.section(root?.logging, 'logging', ['level']);
   const logging = { level: r.string(lg, 'logging', 'level', { default: 'info', pattern: LOG_LEVELS, expect: 'one of trace, debug, info, warn, error, fatal, silent' }) };
 
+  const fd = r.section(root?.federation, 'federation', ['signing_key_path', 'address_allowlist', 'ca_file', 'insecure_skip_tls_verify', 'notary', 'timeout_seconds', 'max_retries']);
+  const signingKeyPath = r.optionalString(fd, 'federation', 'signing_key_path');
+  const caFile = r.optionalString(fd, 'federation', 'ca_file');
+  const addressAllowlist = r.stringList(fd, 'federation', 'address_allowlist', { expect: 'CIDRs such as 127.0.0.0/8 or ::1/128' });
+  addressAllowlist.forEach((entry, i) => {
+    if (!parseCidr(entry).ok) r.problems.push(`federation.address_allowlist[${i}]: expected a CIDR such as 127.0.0.0/8 or ::1/128, got ${JSON.stringify(entry)}`);
+  });
+  const federation = {
+    signingKeyPath: signingKeyPath === undefined ? undefined : resolve(baseDir, signingKeyPath),
+    addressAllowlist,
+    caFile: caFile === undefined ? undefined : resolve(baseDir, caFile),
+    insecureSkipTlsVerify: r.boolean(fd, 'federation', 'insecure_skip_tls_verify', false),
+    notary: r.optionalString(fd, 'federation', 'notary', { pattern: SERVER_NAME, expect: 'a server name such as matrix.org' }),
+    timeoutSeconds: r.integer(fd, 'federation', 'timeout_seconds', { default: 30, min: 1, max: 600 }),
+    maxRetries: r.integer(fd, 'federation', 'max_retries', { default: 2, min: 0, max: 10 }),
+  };
+
+
   if (r.problems.length > 0) {
     return fail('E_BAD_CONFIG', `The configuration has ${r.problems.length} problem(s):\n- ${r.problems.join('\n- ')}`);
   }
-  return ok({ homeserver: { url: url.replace(/\/+$/, ''), serverName }, appservice, adminRoom, storage, jobs, requests, logging });
+  return ok({ homeserver: { url: url.replace(/\/+$/, ''), serverName }, appservice, adminRoom, storage, jobs, requests, logging, federation });
 }
 
 export async function loadConfig(path: string): Promise<Result<StewardConfig>> {
