@@ -13,6 +13,7 @@ import { dumpUsersJob } from './dump/dump-users.ts';
 import { ClientApi } from './homeserver/client-api.ts';
 import { HomeserverHttp, path } from './homeserver/http.ts';
 import { SynapseAdmin } from './homeserver/synapse-admin.ts';
+import { snapshotJob } from './snapshot/snapshot-job.ts';
 import { JobStore } from './jobs/job-store.ts';
 import { JobRunner } from './jobs/runner.ts';
 import type { Logger } from './log.ts';
@@ -56,7 +57,10 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
   const botUserId = `@${registration.senderLocalpart}:${config.homeserver.serverName}`;
   const runner = new JobRunner({
     store: jobs,
-    definitions: [dumpUsersJob({ admin, client, jobs, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION })],
+    definitions: [
+      dumpUsersJob({ admin, client, jobs, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION }),
+      snapshotJob({ admin, client, serverName: config.homeserver.serverName, dumpsDir: config.storage.dumps }),
+    ],
     concurrency: config.jobs.concurrency,
     log,
   });

@@ -1,5 +1,6 @@
 import { cancelCommand, helpCommand, jobCommand, jobsCommand, statusCommand } from './core-commands.ts';
 import { dumpUsersCommand } from '../dump/dump-commands.ts';
+import { snapshotCommand } from '../snapshot/snapshot-command.ts';
 import type { Command } from './types.ts';
 
 /** Every command, for both front ends; each declares where it may run. */
@@ -10,4 +11,5 @@ export const ALL_COMMANDS: readonly Command[] = [
   jobCommand,
   cancelCommand,
   dumpUsersCommand,
+  snapshotCommand,
 ];

@@ -87,4 +87,19 @@ export class ClientApi {
   keysQuery(asUser: string, userId: string, opts: RequestOptions = {}): Promise<Result<Record<string, unknown>, HttpFailure>> {
     return this.http.request('POST', '/_matrix/client/v3/keys/query', { ...opts, asUser, body: { device_keys: { [userId]: [] } }, idempotent: true });
   }
+
+  /**
+   * One `/sync` as `asUser` (identity assertion, never the user's token) with an inline filter.
+   * Without `since` it is an initial sync. Presence defaults to offline so reading an account does
+   * not make its owner look online. A GET: a timed-out initial sync is retried, and Synapse answers
+   * the retry from the computation already under way.
+   */
+  sync(asUser: string, filter: Record<string, unknown>, opts: RequestOptions & { since?: string; timeoutMs?: number; setPresence?: 'offline' | 'online' | 'unavailable' } = {}): Promise<Result<Record<string, unknown>, HttpFailure>> {
+    const { since, timeoutMs, setPresence, ...rest } = opts;
+    return this.http.request('GET', '/_matrix/client/v3/sync', {
+      ...rest,
+      asUser,
+      query: { ...rest.query, filter: JSON.stringify(filter), since, timeout: timeoutMs ?? 0, set_presence: setPresence ?? 'offline' },
+    });
+  }
 }
