@@ -139,7 +139,8 @@ async function main(argv: string[]): Promise<number> {
   await routeLogs(log);
   const core = assembleCore(config.value, registration.value, log);
   try {
-    const bot = await ensureBotUser(core);
+    const command = findCommand(opts.words, ALL_COMMANDS)?.command;
+    const bot = command?.offline ? ({ ok: true } as const) : await ensureBotUser(core);
     if (!bot.ok) {
       process.stderr.write(`${bot.error.human}\n`);
       return 1;

@@ -14,6 +14,7 @@ import { ClientApi } from './homeserver/client-api.ts';
 import { HomeserverHttp, path } from './homeserver/http.ts';
 import { SynapseAdmin } from './homeserver/synapse-admin.ts';
 import { snapshotJob } from './snapshot/snapshot-job.ts';
+import { federationProvider, type FederationProvider } from './federation/federation-access.ts';
 import { JobStore } from './jobs/job-store.ts';
 import { JobRunner } from './jobs/runner.ts';
 import type { Logger } from './log.ts';
@@ -38,6 +39,8 @@ export interface Core {
   readonly runner: JobRunner;
   readonly botUserId: string;
   readonly startedTs: number;
+  /** Signed federation requests and verified server keys, created on first use. */
+  readonly federation: FederationProvider;
   synapseVersion: string | null;
 }
 
@@ -55,6 +58,7 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
   const admin = new SynapseAdmin(http);
   const client = new ClientApi(http);
   const botUserId = `@${registration.senderLocalpart}:${config.homeserver.serverName}`;
+  const federation = federationProvider(config, log, `Steward/${STEWARD_VERSION}`);
   const runner = new JobRunner({
     store: jobs,
     definitions: [
@@ -64,7 +68,7 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
     concurrency: config.jobs.concurrency,
     log,
   });
-  return { config, registration, log, db, kv: new KeyValueStore(db), jobs, http, admin, client, runner, botUserId, startedTs: Date.now(), synapseVersion: null };
+  return { config, registration, log, db, kv: new KeyValueStore(db), jobs, http, admin, client, runner, botUserId, federation, startedTs: Date.now(), synapseVersion: null };
 }
 
 export type BaseContext = Omit<CommandContext, 'frontEnd' | 'sender' | 'roomId' | 'commandEventId'>;
@@ -78,7 +82,7 @@ export function commandContext(core: Core): BaseContext {
     startedTs: core.startedTs,
     synapseVersion: core.synapseVersion,
   });
-  return { config: core.config, jobs: core.jobs, runner: core.runner, commands: ALL_COMMANDS, status };
+  return { config: core.config, jobs: core.jobs, runner: core.runner, commands: ALL_COMMANDS, status, federation: core.federation };
 }
 
 /** The bot must exist and be a Synapse admin before anything else can work. */

@@ -1,6 +1,7 @@
 import { cancelCommand, helpCommand, jobCommand, jobsCommand, statusCommand } from './core-commands.ts';
 import { dumpUsersCommand } from '../dump/dump-commands.ts';
 import { snapshotCommand } from '../snapshot/snapshot-command.ts';
+import { FED_COMMANDS } from '../fed/fed-commands.ts';
 import type { Command } from './types.ts';
 
 /** Every command, for both front ends; each declares where it may run. */
@@ -12,4 +13,5 @@ export const ALL_COMMANDS: readonly Command[] = [
   cancelCommand,
   dumpUsersCommand,
   snapshotCommand,
+  ...FED_COMMANDS,
 ];

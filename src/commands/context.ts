@@ -1,4 +1,5 @@
 import type { StewardConfig } from '../config/config.ts';
+import type { FederationProvider } from '../federation/federation-access.ts';
 import type { JobStore } from '../jobs/job-store.ts';
 import type { JobRunner } from '../jobs/runner.ts';
 import type { Command, FrontEnd } from './types.ts';
@@ -24,4 +25,6 @@ export interface CommandContext {
   readonly runner: JobRunner;
   readonly commands: readonly Command[];
   readonly status: () => ServiceStatus;
+  /** Signed federation requests and verified server keys (needs federation.signing_key_path). */
+  readonly federation: FederationProvider;
 }

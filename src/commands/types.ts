@@ -39,6 +39,8 @@ export interface Command {
   readonly flags: readonly FlagSpec[];
   readonly frontEnds: readonly FrontEnd[];
   readonly examples?: readonly string[];
+  /** Needs no homeserver: the terminal runs it even while Synapse is down (e.g. key export for a migration). */
+  readonly offline?: boolean;
   execute(ctx: CommandContext, input: CommandInput): Promise<Result<CommandOutput>>;
 }
 

@@ -51,6 +51,13 @@ export interface StewardOptions {
   /** Merged into Steward's generated config, section by section. */
   readonly config?: Record<string, Record<string, unknown>>;
   readonly progressIntervalSeconds?: number;
+  /**
+   * Let Steward speak federation as its homeserver: fills the `federation` section with the
+   * homeserver's signing key, a loopback allowlist (127.0.0.0/8, ::1/128) and a CA file holding
+   * the rig certificates of its homeserver and of `peers` (the other server of a pair is added
+   * by startStewardPair), so TLS verification stays on. `config.federation` still overrides.
+   */
+  readonly federation?: boolean;
 }
 
 /** Synapse (no federation) with Steward registered and running, an admin joined to the admin room. */
@@ -69,8 +76,8 @@ export async function startStewardPair(opts: { a?: StewardOptions; b?: StewardOp
     prepareSynapse({ name: 'hs-b', federation: true, ...opts.b?.synapse }),
   ]);
   const [a, b] = await Promise.all([
-    attachSteward(hsA, opts.a ?? {}),
-    opts.both ? attachSteward(hsB, opts.b ?? {}) : (async () => {
+    attachSteward(hsA, opts.a ?? {}, [hsB]),
+    opts.both ? attachSteward(hsB, opts.b ?? {}, [hsA]) : (async () => {
       await hsB.start();
       const admin = await hsB.registerUser('admin', { admin: true, password: 'admin-password' });
       return { hs: hsB, admin, adminClient: await MatrixTestClient.login(hsB.clientUrl, admin.userId, admin.password) };
@@ -79,8 +86,11 @@ export async function startStewardPair(opts: { a?: StewardOptions; b?: StewardOp
   return { a, b };
 }
 
-/** Registers Steward with a prepared (not yet started) Synapse, starts both, and joins the admin. */
-export async function attachSteward(hs: SynapseInstance, opts: StewardOptions = {}): Promise<StewardSetup> {
+/**
+ * Registers Steward with a prepared (not yet started) Synapse, starts both, and joins the admin.
+ * `peers`: servers whose rig certificates Steward trusts when `opts.federation` is set.
+ */
+export async function attachSteward(hs: SynapseInstance, opts: StewardOptions = {}, peers: readonly SynapseInstance[] = []): Promise<StewardSetup> {
   const dir = path.join(hs.dir, 'steward');
   await mkdir(dir, { recursive: true });
   const configPath = path.join(dir, 'steward.yaml');
@@ -95,6 +105,14 @@ export async function attachSteward(hs: SynapseInstance, opts: StewardOptions = 
     jobs: { progress_interval_seconds: opts.progressIntervalSeconds ?? 1 },
     logging: { level: 'debug' },
   };
+  if (opts.federation) {
+    // The certificates exist from prepareSynapse on; servers prepared without federation have none.
+    const certs = await Promise.all([hs, ...peers].map((s) => readFile(path.join(s.dir, 'tls.crt'), 'utf8').catch(() => '')));
+    const pem = certs.filter(Boolean).join('\n');
+    const caFile = path.join(dir, 'rig-ca.pem');
+    if (pem) await writeFile(caFile, pem);
+    config.federation = { signing_key_path: hs.signingKeyPath, address_allowlist: ['127.0.0.0/8', '::1/128'], ...(pem ? { ca_file: caFile } : {}) };
+  }
   for (const [section, values] of Object.entries(opts.config ?? {})) config[section] = { ...config[section], ...values };
   await writeFile(configPath, JSON.stringify(config, null, 2));
   const gen = await runCli(['generate-registration', '-c', configPath, '-f', registrationPath]);

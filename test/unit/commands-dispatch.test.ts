@@ -83,6 +83,7 @@ function context(frontEnd: FrontEnd, extra: readonly Command[] = []): CommandCon
     runner,
     commands: [...ALL_COMMANDS, ...extra],
     status: () => ({ version: '9.9.9', homeserver: 'http://127.0.0.1:8008', serverName: 'example.org', botUserId: '@steward:example.org', startedTs: Date.now() - 65_000, synapseVersion: '1.2.3' }),
+    federation: { get: async () => ({ ok: false, error: { code: 'E_NO_SIGNING_KEY', human: 'no signing key in this test', log: 'no signing key' } }), close: () => undefined },
   };
 }
 
