@@ -135,8 +135,9 @@ async function main(argv: string[]): Promise<number> {
 
   // Any other command runs here, in this process, with progress on stderr.
   // The terminal's stderr carries the progress bar; only warnings and worse unless asked for more.
+  // Terminal commands never load the bridge or the bot SDK, so there are no library logs to route.
   const log = createLogger({ level: config.value.logging.level === 'info' ? 'warn' : config.value.logging.level, fd: 2 });
-  await routeLogs(log);
+  routeProcessWarnings(log);
   const core = assembleCore(config.value, registration.value, log);
   try {
     const command = findCommand(opts.words, ALL_COMMANDS)?.command;

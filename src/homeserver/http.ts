@@ -96,8 +96,17 @@ export class HomeserverHttp {
   }
 
   private async once<T>(method: string, url: string, opts: RequestOptions): Promise<Result<T, HttpFailure>> {
-    const timeout = AbortSignal.timeout(this.opts.timeoutMs);
-    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    // One controller per attempt, its timer cleared and its listener removed as soon as the answer
+    // is read: AbortSignal.timeout/any would keep every request's timer alive for the whole timeout.
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, this.opts.timeoutMs);
+    const onCancel = (): void => controller.abort();
+    opts.signal?.addEventListener('abort', onCancel, { once: true });
+    if (opts.signal?.aborted) controller.abort();
     const headers: Record<string, string> = { authorization: `Bearer ${this.opts.token}`, 'user-agent': this.opts.userAgent ?? 'Steward' };
     let body: string | undefined;
     if (opts.body !== undefined) {
@@ -105,16 +114,19 @@ export class HomeserverHttp {
       body = JSON.stringify(opts.body);
     }
     let response: Response;
+    let text: string;
     try {
-      response = await fetch(url, { method, headers, body, signal });
+      response = await fetch(url, { method, headers, body, signal: controller.signal });
+      text = await response.text();
     } catch (err) {
       const cancelled = opts.signal?.aborted === true;
-      const timedOut = !cancelled && timeout.aborted;
       const cause = (err as { cause?: { code?: string } }).cause?.code;
       const what = cancelled ? 'cancelled' : timedOut ? `no answer within ${this.opts.timeoutMs < 10_000 ? `${this.opts.timeoutMs} ms` : `${Math.round(this.opts.timeoutMs / 1000)}s`}` : `cannot reach the homeserver (${cause ?? (err as Error).message})`;
       return { ok: false, error: httpFailure(0, cancelled ? 'E_CANCELLED' : timedOut ? 'E_TIMEOUT' : 'E_NETWORK', `${method} ${redactPath(new URL(url).pathname)}: ${what}`, undefined) };
+    } finally {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onCancel);
     }
-    const text = await response.text().catch(() => '');
     let parsed: unknown = undefined;
     if (text) {
       try {
