@@ -1,3 +1,4 @@
+import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.ts';
 
 export interface MatrixEvent {
@@ -23,8 +24,19 @@ export interface InboxItem {
  */
 export class Inbox {
   private readonly db: Db;
+  // Prepared once: preparing a statement costs more than running it on this hot path.
+  private readonly insertTxn: Statement;
+  private readonly insertEvent: Statement;
+  private readonly selectPending: Statement;
+  private readonly updateDone: Statement;
+
   constructor(db: Db) {
     this.db = db;
+    this.insertTxn = db.prepare('INSERT OR IGNORE INTO as_transactions (dedupe_key, txn_id, received_ts) VALUES (?, ?, ?)');
+    // The same PDU can arrive in two transactions (e.g. a re-send after a Synapse restart): event_id is unique.
+    this.insertEvent = db.prepare('INSERT OR IGNORE INTO inbox (kind, event_id, room_id, payload, received_ts) VALUES (?, ?, ?, ?, ?)');
+    this.selectPending = db.prepare("SELECT seq, kind, payload FROM inbox WHERE state = 'pending' ORDER BY seq LIMIT ?");
+    this.updateDone = db.prepare("UPDATE inbox SET state = 'done', payload = '{}' WHERE seq = ?");
   }
 
   /**
@@ -32,9 +44,7 @@ export class Inbox {
    * before, else how many events were new (a re-sent PDU is stored only the first time).
    */
   take(dedupeKey: string, txnId: string, pdus: readonly MatrixEvent[], ephemeral: readonly MatrixEvent[], now = Date.now()): { outcome: 'taken' | 'duplicate'; stored: number } {
-    const insertTxn = this.db.prepare('INSERT OR IGNORE INTO as_transactions (dedupe_key, txn_id, received_ts) VALUES (?, ?, ?)');
-    // The same PDU can arrive in two transactions (e.g. a re-send after a Synapse restart): event_id is unique.
-    const insertEvent = this.db.prepare('INSERT OR IGNORE INTO inbox (kind, event_id, room_id, payload, received_ts) VALUES (?, ?, ?, ?, ?)');
+    const { insertTxn, insertEvent } = this;
     return this.db.transaction(() => {
       if (insertTxn.run(dedupeKey, txnId, now).changes === 0) return { outcome: 'duplicate' as const, stored: 0 };
       let stored = 0;
@@ -45,12 +55,12 @@ export class Inbox {
   }
 
   pending(limit: number): InboxItem[] {
-    const rows = this.db.prepare("SELECT seq, kind, payload FROM inbox WHERE state = 'pending' ORDER BY seq LIMIT ?").all(limit) as { seq: number; kind: 'pdu' | 'ephemeral'; payload: string }[];
+    const rows = this.selectPending.all(limit) as { seq: number; kind: 'pdu' | 'ephemeral'; payload: string }[];
     return rows.map((r) => ({ seq: r.seq, kind: r.kind, event: JSON.parse(r.payload) as MatrixEvent }));
   }
 
   markDone(seq: number): void {
-    this.db.prepare("UPDATE inbox SET state = 'done', payload = '{}' WHERE seq = ?").run(seq);
+    this.updateDone.run(seq);
   }
 
   markFailed(seq: number, error: string): void {
