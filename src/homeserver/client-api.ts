@@ -102,4 +102,33 @@ export class ClientApi {
       query: { ...rest.query, filter: JSON.stringify(filter), since, timeout: timeoutMs ?? 0, set_presence: setPresence ?? 'offline' },
     });
   }
+
+  /**
+   * A read receipt as `asUser` (m.read or m.read.private), optionally in a thread. Receipts are
+   * idempotent (the homeserver ignores one that does not move forward), so a lost answer is retried.
+   */
+  sendReceipt(roomId: string, receiptType: string, eventId: string, threadId: string | undefined, asUser?: string): Promise<Result<unknown, HttpFailure>> {
+    return this.http.request('POST', path`/_matrix/client/v3/rooms/${roomId}/receipt/${receiptType}/${eventId}`, {
+      body: threadId !== undefined ? { thread_id: threadId } : {},
+      asUser,
+      idempotent: true,
+    });
+  }
+
+  /**
+   * Sets a membership through the state endpoint, which (unlike /invite) keeps extra content keys:
+   * how Steward marks the invites it mirrors. Synapse runs the same membership checks as /invite.
+   */
+  setMembership(roomId: string, userId: string, content: Record<string, unknown>, asUser?: string): Promise<Result<{ event_id: string }, HttpFailure>> {
+    return this.http.request('PUT', path`/_matrix/client/v3/rooms/${roomId}/state/m.room.member/${userId}`, { body: content, asUser });
+  }
+
+  leave(roomId: string, asUser?: string, reason?: string): Promise<Result<unknown, HttpFailure>> {
+    return this.http.request('POST', path`/_matrix/client/v3/rooms/${roomId}/leave`, { body: reason ? { reason } : {}, asUser, idempotent: true });
+  }
+
+  /** One event as `asUser` sees it: 404 when it is unknown here or hidden from that user. */
+  roomEvent(roomId: string, eventId: string, asUser?: string): Promise<Result<Record<string, unknown>, HttpFailure>> {
+    return this.http.request('GET', path`/_matrix/client/v3/rooms/${roomId}/event/${eventId}`, { asUser });
+  }
 }
