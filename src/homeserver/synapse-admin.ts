@@ -16,6 +16,28 @@ export interface AdminUserList {
   readonly next_token?: string;
 }
 
+export interface AdminRoomListEntry {
+  readonly room_id: string;
+  readonly name?: string | null;
+  readonly version?: string;
+  readonly [key: string]: unknown;
+}
+
+export interface AdminRoomList {
+  readonly rooms: AdminRoomListEntry[];
+  readonly total_rooms: number;
+  readonly offset?: number;
+  /** Offset of the next page; absent on the last page. */
+  readonly next_batch?: number | string;
+}
+
+export interface AdminForwardExtremity {
+  readonly event_id: string;
+  readonly depth: number;
+  readonly received_ts?: number;
+  readonly state_group?: number;
+}
+
 /** Thin, typed calls to Synapse's admin API; the bot user must be a server admin. */
 export class SynapseAdmin {
   private readonly http: HomeserverHttp;
@@ -56,5 +78,27 @@ export class SynapseAdmin {
 
   memberships(userId: string, opts: RequestOptions = {}): Promise<Result<{ memberships: Record<string, string> }, HttpFailure>> {
     return this.http.request('GET', path`/_synapse/admin/v1/users/${userId}/memberships`, opts);
+  }
+
+  /**
+   * One page of the server's rooms. `order_by` defaults to Synapse's (room name); a column that
+   * never changes (e.g. `creator`) keeps offsets stable while rooms are renamed during a long listing.
+   */
+  listRooms(from: number | undefined, limit: number, orderBy?: string, opts: RequestOptions = {}): Promise<Result<AdminRoomList, HttpFailure>> {
+    return this.http.request('GET', '/_synapse/admin/v1/rooms', { ...opts, query: { from, limit, order_by: orderBy } });
+  }
+
+  room(roomId: string, opts: RequestOptions = {}): Promise<Result<Record<string, unknown>, HttpFailure>> {
+    return this.http.request('GET', path`/_synapse/admin/v1/rooms/${roomId}`, opts);
+  }
+
+  /** The room's current state (client format, with event ids). */
+  roomState(roomId: string, opts: RequestOptions = {}): Promise<Result<{ state: Record<string, unknown>[] }, HttpFailure>> {
+    return this.http.request('GET', path`/_synapse/admin/v1/rooms/${roomId}/state`, opts);
+  }
+
+  /** The room's forward extremities: the latest events, whose resolved state is the current state. */
+  forwardExtremities(roomId: string, opts: RequestOptions = {}): Promise<Result<{ count: number; results: AdminForwardExtremity[] }, HttpFailure>> {
+    return this.http.request('GET', path`/_synapse/admin/v1/rooms/${roomId}/forward_extremities`, opts);
   }
 }

@@ -119,7 +119,7 @@ describe('findCommand', () => {
     assert.deepEqual(found?.rest, ['--user', '@a:b']);
     // Order of declaration does not matter.
     assert.equal(findCommand(['dump', 'users'], [...commands, dump])?.command.name, 'dump users');
-    assert.equal(findCommand(['dump', 'rooms'], [...commands, dump])?.command.name, 'dump');
+    assert.equal(findCommand(['dump', 'media'], [...commands, dump])?.command.name, 'dump');
   });
 
   it('tells job from jobs', () => {
