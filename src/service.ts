@@ -9,14 +9,17 @@ import { createAppserviceApp, listen } from './appservice/server.ts';
 import { ALL_COMMANDS } from './commands/all-commands.ts';
 import type { CommandContext, ServiceStatus } from './commands/context.ts';
 import type { StewardConfig } from './config/config.ts';
+import { dumpRoomsJob } from './dump/dump-rooms.ts';
 import { dumpUsersJob } from './dump/dump-users.ts';
 import { ClientApi } from './homeserver/client-api.ts';
 import { HomeserverHttp, path } from './homeserver/http.ts';
 import { SynapseAdmin } from './homeserver/synapse-admin.ts';
+import { assembleRecovery, type RecoveryCore } from './recovery/wiring.ts';
 import { snapshotJob } from './snapshot/snapshot-job.ts';
 import { federationProvider, type FederationProvider } from './federation/federation-access.ts';
 import { JobStore } from './jobs/job-store.ts';
 import { JobRunner } from './jobs/runner.ts';
+import { LinkedAccounts } from './linked/linked-accounts.ts';
 import type { Logger } from './log.ts';
 import { openDatabase, type Db } from './store/database.ts';
 import { Inbox } from './store/inbox.ts';
@@ -41,6 +44,10 @@ export interface Core {
   readonly startedTs: number;
   /** Signed federation requests and verified server keys, created on first use. */
   readonly federation: FederationProvider;
+  /** Lost-room detection and rejoin (src/recovery). */
+  readonly recovery: RecoveryCore;
+  /** Linked accounts: links, directory, invite and receipt mirroring (src/linked). */
+  readonly linked: LinkedAccounts;
   synapseVersion: string | null;
 }
 
@@ -59,16 +66,20 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
   const client = new ClientApi(http);
   const botUserId = `@${registration.senderLocalpart}:${config.homeserver.serverName}`;
   const federation = federationProvider(config, log, `Steward/${STEWARD_VERSION}`);
+  const recovery = assembleRecovery({ config, registration, db, http, federation, log, userAgent: `Steward/${STEWARD_VERSION}` });
+  const linked = new LinkedAccounts(db, config, log);
   const runner = new JobRunner({
     store: jobs,
     definitions: [
       dumpUsersJob({ admin, client, jobs, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION }),
+      dumpRoomsJob({ admin, jobs, federation, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION }),
       snapshotJob({ admin, client, serverName: config.homeserver.serverName, dumpsDir: config.storage.dumps }),
+      ...recovery.jobs,
     ],
     concurrency: config.jobs.concurrency,
     log,
   });
-  return { config, registration, log, db, kv: new KeyValueStore(db), jobs, http, admin, client, runner, botUserId, federation, startedTs: Date.now(), synapseVersion: null };
+  return { config, registration, log, db, kv: new KeyValueStore(db), jobs, http, admin, client, runner, botUserId, federation, startedTs: Date.now(), recovery, linked, synapseVersion: null };
 }
 
 export type BaseContext = Omit<CommandContext, 'frontEnd' | 'sender' | 'roomId' | 'commandEventId'>;
@@ -82,7 +93,7 @@ export function commandContext(core: Core): BaseContext {
     startedTs: core.startedTs,
     synapseVersion: core.synapseVersion,
   });
-  return { config: core.config, jobs: core.jobs, runner: core.runner, commands: ALL_COMMANDS, status, federation: core.federation };
+  return { config: core.config, jobs: core.jobs, runner: core.runner, commands: ALL_COMMANDS, status, federation: core.federation, recovery: core.recovery, linked: core.linked };
 }
 
 /** The bot must exist and be a Synapse admin before anything else can work. */
@@ -137,6 +148,9 @@ export async function startService(config: StewardConfig, registration: Registra
   const router = new EventRouter(inbox, log);
   router.add(adminRoomCommands({ adminRoomId, botUserId: core.botUserId, admins: config.adminRoom.admins, messenger, log, baseContext: commandContext(core) }));
   router.add(encryptionGuard(adminRoomId, messenger, log));
+  if (config.linkedAccounts.enabled) {
+    for (const handler of core.linked.handlers({ client: core.client, botUserId: core.botUserId, excludedRooms: [adminRoomId, statusRoomId] })) router.add(handler);
+  }
 
   const app = createAppserviceApp({
     hsToken: registration.hsToken,
@@ -162,6 +176,14 @@ export async function startService(config: StewardConfig, registration: Registra
   if (!ping.ok) log.warn({ detail: ping.error.log, url: registration.url }, 'appservice ping failed');
 
   attachRoomProgress({ runner: core.runner, jobs: core.jobs, messenger, statusRoomId, intervalMs: config.jobs.progressIntervalSeconds * 1000 });
+  // Rejoin jobs warn live (rate limits) in the room the command came from.
+  core.recovery.setJobNotifier(async (job, message) => {
+    await messenger.notice(job.roomId ?? statusRoomId, message, job.commandEventId ?? undefined);
+  });
+  // Lost rooms are announced in the status room; a notice that cannot be sent is tried again later.
+  const lostRooms = core.recovery.startDetection(async (message) => {
+    if (!(await messenger.notice(statusRoomId, message))) throw new Error('the status room notice was not sent');
+  });
   const resumed = core.runner.resumePending('room');
   router.kick();
   inbox.prune(INBOX_RETENTION_MS);
@@ -173,6 +195,13 @@ export async function startService(config: StewardConfig, registration: Registra
   const notice = `Steward ${STEWARD_VERSION} started on ${config.homeserver.serverName}${core.synapseVersion ? ` (Synapse ${core.synapseVersion})` : ''} · ${pingNote} · ${jobNote}. Type !help for commands.`;
   await messenger.notice(statusRoomId, { text: notice, html: escapeHtml(notice) });
   log.info({ adminRoomId, statusRoomId, resumed: resumed.length }, 'Steward is running');
+  // Receipts sent while Steward was down never reach it: bring linked accounts up to date, in the background.
+  const catchUpAbort = new AbortController();
+  const linkedCatchUp = config.linkedAccounts.enabled
+    ? core.linked.catchUp({ client: core.client, botUserId: core.botUserId, signal: catchUpAbort.signal }).then(() => undefined, (err: unknown) => {
+      log.error({ err }, 'linked accounts catch-up failed');
+    })
+    : Promise.resolve();
 
   return ok({
     core,
@@ -181,8 +210,12 @@ export async function startService(config: StewardConfig, registration: Registra
     statusRoomId,
     async stop() {
       clearInterval(pruneTimer);
+      catchUpAbort.abort();
+      await linkedCatchUp;
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await router.stop();
+      await core.linked.stop();
+      await lostRooms.stop();
       await core.runner.stop();
       core.db.close();
     },

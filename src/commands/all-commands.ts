@@ -1,6 +1,8 @@
 import { cancelCommand, helpCommand, jobCommand, jobsCommand, statusCommand } from './core-commands.ts';
-import { dumpUsersCommand } from '../dump/dump-commands.ts';
+import { dumpRoomsCommand, dumpUsersCommand } from '../dump/dump-commands.ts';
 import { snapshotCommand } from '../snapshot/snapshot-command.ts';
+import { RECOVERY_COMMANDS } from '../recovery/recovery-commands.ts';
+import { LINKED_COMMANDS } from '../linked/commands.ts';
 import { FED_COMMANDS } from '../fed/fed-commands.ts';
 import type { Command } from './types.ts';
 
@@ -12,6 +14,9 @@ export const ALL_COMMANDS: readonly Command[] = [
   jobCommand,
   cancelCommand,
   dumpUsersCommand,
+  dumpRoomsCommand,
   snapshotCommand,
+  ...RECOVERY_COMMANDS,
+  ...LINKED_COMMANDS,
   ...FED_COMMANDS,
 ];

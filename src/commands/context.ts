@@ -2,6 +2,8 @@ import type { StewardConfig } from '../config/config.ts';
 import type { FederationProvider } from '../federation/federation-access.ts';
 import type { JobStore } from '../jobs/job-store.ts';
 import type { JobRunner } from '../jobs/runner.ts';
+import type { LinkedAccounts } from '../linked/linked-accounts.ts';
+import type { RecoveryCore } from '../recovery/wiring.ts';
 import type { Command, FrontEnd } from './types.ts';
 
 export interface ServiceStatus {
@@ -27,4 +29,8 @@ export interface CommandContext {
   readonly status: () => ServiceStatus;
   /** Signed federation requests and verified server keys (needs federation.signing_key_path). */
   readonly federation: FederationProvider;
+  /** Linked accounts (links, directory, mirror activity); absent where a context is built without it. */
+  readonly linked?: LinkedAccounts;
+  /** Lost rooms and log sources (src/recovery). */
+  readonly recovery: Pick<RecoveryCore, 'rooms' | 'sources'>;
 }

@@ -2,8 +2,10 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import yaml from 'js-yaml';
 import { ConfigReader } from './reader.ts';
+import { parseRecoveryConfig, type RecoveryConfig } from '../recovery/recovery-config.ts';
 import { fail, ok, type Result } from '../util/result.ts';
 import { parseCidr } from '../federation/address-guard.ts';
+import { parseLinkedAccountsConfig, type LinkedAccountsConfig } from '../linked/linked-config.ts';
 
 export interface StewardConfig {
   readonly homeserver: {
@@ -56,6 +58,10 @@ export interface StewardConfig {
     readonly timeoutSeconds: number;
     readonly maxRetries: number;
   };
+  /** Lost-room detection and rejoin (src/recovery). */
+  readonly recovery: RecoveryConfig;
+  /** Linked accounts: mirror invites and read receipts across one person's Matrix IDs (src/linked). */
+  readonly linkedAccounts: LinkedAccountsConfig;
 }
 
 const MXID = /^@[^:\s]+:[^\s]+$/;
@@ -66,7 +72,7 @@ const LOG_LEVELS = /^(trace|debug|info|warn|error|fatal|silent)$/;
 /** Validates parsed YAML; `baseDir` anchors relative paths (the config file's folder). */
 export function parseConfig(raw: unknown, baseDir: string): Result<StewardConfig> {
   const r = new ConfigReader();
-  const root = r.section(raw ?? {}, '', ['homeserver', 'appservice', 'admin_room', 'storage', 'jobs', 'requests', 'logging', 'federation']);
+  const root = r.section(raw ?? {}, '', ['homeserver', 'appservice', 'admin_room', 'storage', 'jobs', 'requests', 'logging', 'federation', 'recovery', 'linked_accounts']);
 
   const hs = r.section(root?.homeserver, 'homeserver', ['url', 'server_name'], true);
   const url = r.string(hs, 'homeserver', 'url', { pattern: /^https?:\/\/[^\s/]+(\/[^\s]*)?$/, expect: 'an http(s) URL such as http://127.0.0.1:8008' });
@@ -130,11 +136,13 @@ export function parseConfig(raw: unknown, baseDir: string): Result<StewardConfig
     maxRetries: r.integer(fd, 'federation', 'max_retries', { default: 2, min: 0, max: 10 }),
   };
 
+  const recovery = parseRecoveryConfig(r, root?.recovery, baseDir, storage.dumps);
+  const linkedAccounts = parseLinkedAccountsConfig(r, root?.linked_accounts);
 
   if (r.problems.length > 0) {
     return fail('E_BAD_CONFIG', `The configuration has ${r.problems.length} problem(s):\n- ${r.problems.join('\n- ')}`);
   }
-  return ok({ homeserver: { url: url.replace(/\/+$/, ''), serverName }, appservice, adminRoom, storage, jobs, requests, logging, federation });
+  return ok({ homeserver: { url: url.replace(/\/+$/, ''), serverName }, appservice, adminRoom, storage, jobs, requests, logging, federation, recovery, linkedAccounts });
 }
 
 export async function loadConfig(path: string): Promise<Result<StewardConfig>> {

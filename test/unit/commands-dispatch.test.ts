@@ -9,6 +9,7 @@ import { JobStore } from '../../src/jobs/job-store.ts';
 import { JobRunner } from '../../src/jobs/runner.ts';
 import { createLogger } from '../../src/log.ts';
 import { openDatabase } from '../../src/store/database.ts';
+import { LogSourceStore, LostRoomStore } from '../../src/recovery/lost-rooms.ts';
 import { ok, type Result } from '../../src/util/result.ts';
 
 const db = openDatabase(':memory:');
@@ -83,6 +84,7 @@ function context(frontEnd: FrontEnd, extra: readonly Command[] = []): CommandCon
     runner,
     commands: [...ALL_COMMANDS, ...extra],
     status: () => ({ version: '9.9.9', homeserver: 'http://127.0.0.1:8008', serverName: 'example.org', botUserId: '@steward:example.org', startedTs: Date.now() - 65_000, synapseVersion: '1.2.3' }),
+    recovery: { rooms: new LostRoomStore(db), sources: new LogSourceStore(db) },
     federation: { get: async () => ({ ok: false, error: { code: 'E_NO_SIGNING_KEY', human: 'no signing key in this test', log: 'no signing key' } }), close: () => undefined },
   };
 }
