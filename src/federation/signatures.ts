@@ -1,8 +1,8 @@
-import nacl from "tweetnacl";
 import { errorMessage, fail, ok } from "../util/result.ts";
 import type { Result } from "../util/result.ts";
 import { decodeBase64, encodeBase64 } from "./base64.ts";
 import { CanonicalJsonError, canonicalJsonBytes } from "./canonical-json.ts";
+import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES, signDetached, verifyDetached } from "./ed25519.ts";
 import { isJsonObject } from "./json-object.ts";
 import type { JsonObject } from "./json-object.ts";
 import type { SigningKey } from "./signing-key.ts";
@@ -25,7 +25,7 @@ export function signedBytes(obj: JsonObject): Buffer {
  * @throws CanonicalJsonError when the object has no canonical JSON form.
  */
 export function signatureOf(obj: JsonObject, key: SigningKey): string {
-  return encodeBase64(nacl.sign.detached(signedBytes(obj), key.secretKey));
+  return encodeBase64(signDetached(signedBytes(obj), key.privateKey));
 }
 
 /**
@@ -61,11 +61,11 @@ export function verifyJsonSignature(obj: JsonObject, serverName: string, keyId: 
   if (typeof signature !== "string") {
     return fail("E_MISSING_SIGNATURE", `Not signed by ${serverName} with key ${keyId}.`);
   }
-  if (publicKey.length !== nacl.sign.publicKeyLength) {
+  if (publicKey.length !== PUBLIC_KEY_BYTES) {
     return fail("E_BAD_KEY", `The public key for ${serverName} ${keyId} is not a valid ed25519 key.`);
   }
   const signatureBytes = decodeBase64(signature);
-  if (!signatureBytes.ok || signatureBytes.value.length !== nacl.sign.signatureLength) {
+  if (!signatureBytes.ok || signatureBytes.value.length !== SIGNATURE_BYTES) {
     return fail("E_BAD_SIGNATURE", `The signature by ${serverName} with key ${keyId} is malformed.`);
   }
   let message: Buffer;
@@ -75,7 +75,7 @@ export function verifyJsonSignature(obj: JsonObject, serverName: string, keyId: 
     if (!(err instanceof CanonicalJsonError)) throw err;
     return fail("E_BAD_JSON", "The signed JSON is not valid canonical JSON.", `not canonical JSON: ${errorMessage(err)}`);
   }
-  if (!nacl.sign.detached.verify(message, signatureBytes.value, publicKey)) {
+  if (!verifyDetached(message, signatureBytes.value, publicKey)) {
     return fail("E_BAD_SIGNATURE", `The signature by ${serverName} with key ${keyId} does not match.`);
   }
   return ok(undefined);

@@ -1,9 +1,10 @@
 import { readFile, stat } from "node:fs/promises";
 import { inspect } from "node:util";
-import nacl from "tweetnacl";
+import type { KeyObject } from "node:crypto";
 import { errorMessage, fail, ok } from "../util/result.ts";
 import type { Result } from "../util/result.ts";
 import { decodeBase64, encodeBase64 } from "./base64.ts";
+import { privateKeyFromSeed, publicKeyOf } from "./ed25519.ts";
 
 /** Synapse's ed25519 signing key. Printing, logging or serialising it never shows the seed. */
 export interface SigningKey {
@@ -11,8 +12,8 @@ export interface SigningKey {
   readonly keyId: string;
   readonly seed: Uint8Array;
   readonly publicKey: Uint8Array;
-  /** tweetnacl's 64-byte secret key (seed followed by public key). */
-  readonly secretKey: Uint8Array;
+  /** The private key as Node's crypto holds it (OpenSSL never exposes it in output). */
+  readonly privateKey: KeyObject;
 }
 
 export interface LoadedSigningKey {
@@ -34,14 +35,13 @@ class Ed25519SigningKey implements SigningKey {
   readonly keyId: string;
   readonly publicKey: Uint8Array;
   readonly #seed: Uint8Array;
-  readonly #secretKey: Uint8Array;
+  readonly #privateKey: KeyObject;
 
   constructor(version: string, seed: Uint8Array) {
-    const pair = nacl.sign.keyPair.fromSeed(seed);
+    this.#privateKey = privateKeyFromSeed(seed);
     this.keyId = `ed25519:${version}`;
-    this.publicKey = pair.publicKey;
+    this.publicKey = publicKeyOf(this.#privateKey);
     this.#seed = Uint8Array.from(seed);
-    this.#secretKey = pair.secretKey;
     Object.freeze(this);
   }
 
@@ -49,8 +49,8 @@ class Ed25519SigningKey implements SigningKey {
     return this.#seed;
   }
 
-  get secretKey(): Uint8Array {
-    return this.#secretKey;
+  get privateKey(): KeyObject {
+    return this.#privateKey;
   }
 
   toJSON(): Record<string, string> {
