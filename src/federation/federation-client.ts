@@ -9,7 +9,7 @@ import { CanonicalJsonError, canonicalJsonBytes } from "./canonical-json.ts";
 import { ServerDiscovery } from "./discovery.ts";
 import type { Discovery, Resolver } from "./discovery.ts";
 import type { FederationSettings } from "./federation-settings.ts";
-import { httpsExchange, loadTlsTrust } from "./https-exchange.ts";
+import { httpsExchange, identityCheckingAgent, loadTlsTrust } from "./https-exchange.ts";
 import type { ExchangeFailure, TlsTrust } from "./https-exchange.ts";
 import { isJsonObject } from "./json-object.ts";
 import { isValidServerName } from "./server-name.ts";
@@ -212,7 +212,7 @@ export class FederationClient {
         maxResponseBytes: opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
         timeoutMs: opts.timeoutMs ?? this.#settings.timeoutMs,
         signal: opts.signal,
-        agent: this.#agentFor(destination),
+        agent: this.#agentFor(destination, resolved.value.certificateName),
       },
       this.#trust,
       this.#guard,
@@ -250,11 +250,12 @@ export class FederationClient {
     };
   }
 
-  #agentFor(destination: string): https.Agent {
-    let agent = this.#agents.get(destination);
+  #agentFor(destination: string, certificateName: string): https.Agent {
+    const key = `${destination}\n${certificateName}`;
+    let agent = this.#agents.get(key);
     if (agent === undefined) {
-      agent = new https.Agent({ keepAlive: true, maxSockets: 32, maxFreeSockets: 4, timeout: 60_000 });
-      this.#agents.set(destination, agent);
+      agent = identityCheckingAgent(certificateName);
+      this.#agents.set(key, agent);
     }
     return agent;
   }

@@ -182,7 +182,9 @@ function exchangeOnce(
       headers: { ...request.headers, host: endpoint.hostHeader },
       // SNI carries a DNS name only; for an IP literal none is sent.
       servername: isIP(certificateName) === 0 ? certificateName : "",
-      checkServerIdentity: (_host: string, cert: PeerCertificate) => tls.checkServerIdentity(certificateName, cert),
+      // With an agent the check lives on the agent (see identityCheckingAgent): a function passed per
+      // request makes every socket unique, so keep-alive connections would never be reused.
+      ...(request.agent ? {} : { checkServerIdentity: (_host: string, cert: PeerCertificate) => tls.checkServerIdentity(certificateName, cert) }),
       secureContext: trust.secureContext,
       rejectUnauthorized: trust.verify,
       lookup: pinnedLookup,
@@ -279,4 +281,18 @@ export function formatTarget(target: ConnectTarget): string {
 
 function seconds(ms: number): string {
   return ms < 1000 ? `${ms}ms` : `${Math.round(ms / 100) / 10}s`;
+}
+
+/**
+ * A keep-alive agent for one destination whose certificates must name `certificateName`. The
+ * identity check is part of the agent, not of each request, so its sockets are reused.
+ */
+export function identityCheckingAgent(certificateName: string): https.Agent {
+  return new https.Agent({
+    keepAlive: true,
+    maxSockets: 32,
+    maxFreeSockets: 32,
+    timeout: 60_000,
+    checkServerIdentity: (_host: string, cert: PeerCertificate) => tls.checkServerIdentity(certificateName, cert),
+  });
 }
