@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { trackChild, trackDir, untrackDir } from '../../test/rig/reaper.ts';
 import { MAIN, startStewardWithSynapse, type StewardSetup } from '../../test/rig/steward.ts';
 import { callOk } from '../lib/http.ts';
-import { cpuSeconds, findPid, machineBusySeconds, ProcSampler } from '../lib/proc.ts';
+import { cliStartupSeconds, cpuSeconds, findPid, machineBusySeconds, ProcSampler } from '../lib/proc.ts';
 import { seededUserId, seededValues, seedUsers, type SeedTarget } from '../lib/seed.ts';
 import { plainDumpUsers } from './plain-dump.ts';
 
@@ -237,21 +237,6 @@ async function runPlain(ctx: Ctx, label: string, concurrency: number, expected: 
   return result;
 }
 
-/** How long the CLI takes to load its modules and exit (`steward --version`): start-up paid by every run of (a). */
-async function cliStartupSeconds(): Promise<number> {
-  const times: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    const started = performance.now();
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn(process.execPath, [MAIN, '--version'], { stdio: 'ignore' });
-      child.once('error', reject);
-      child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`steward --version exited ${code}`))));
-    });
-    times.push((performance.now() - started) / 1000);
-  }
-  return Math.min(...times);
-}
-
 async function main(): Promise<void> {
   say(`users ${N}, small ${SMALL}, concurrency ${C}, repeat ${REPEAT}, seed concurrency ${SEED_C}`);
   const outRoot = await mkdtemp(path.join(os.tmpdir(), 'steward-bench-dumps-'));
@@ -271,7 +256,7 @@ async function main(): Promise<void> {
     if (synapsePid === null) throw new Error('cannot find the Synapse process');
     const ctx: Ctx = { setup, asToken, adminToken: admin.accessToken, synapsePid, outRoot };
     const version = await callOk<{ server_version: string }>('GET', `${hs.clientUrl}/_synapse/admin/v1/server_version`, { token: admin.accessToken });
-    const startup = await cliStartupSeconds();
+    const startup = await cliStartupSeconds(MAIN);
     say(`Synapse ${version.server_version} (pid ${synapsePid}); steward CLI start-up ${startup.toFixed(2)} s`);
 
     const target: SeedTarget = { clientUrl: hs.clientUrl, serverName: hs.serverName, adminToken: admin.accessToken };

@@ -33,7 +33,7 @@ import { attachSteward, MAIN, type StewardSetup } from '../../test/rig/steward.t
 import { prepareSynapse } from '../../test/rig/synapse.ts';
 import { callOk } from '../lib/http.ts';
 import { forEachLimit } from '../lib/pool.ts';
-import { cpuSeconds, findPid, ProcSampler } from '../lib/proc.ts';
+import { cliStartupSeconds, cpuSeconds, findPid, ProcSampler } from '../lib/proc.ts';
 import { runCryptoBench, type CryptoResults, type Rate } from './crypto.ts';
 
 const PLAIN = fileURLToPath(new URL('./plain-dump.ts', import.meta.url));
@@ -360,7 +360,7 @@ async function partB(outRoot: string): Promise<PartB> {
     if (!loaded.ok) throw new Error(loaded.error.log);
     const ctx: Ctx = { setup, asToken, signingKey: loaded.value.key, ca: await readFile(path.join(hs.dir, 'tls.crt'), 'utf8'), synapsePid, outRoot };
     const version = await callOk<{ server_version: string }>('GET', `${hs.clientUrl}/_synapse/admin/v1/server_version`, { token: admin.accessToken });
-    const startup = await cliStartupSeconds();
+    const startup = await cliStartupSeconds(MAIN);
     say(`Synapse ${version.server_version} (pid ${synapsePid}); steward CLI start-up ${startup.toFixed(2)} s`);
 
     say(`seeding rooms 1..${SMALL} (versions ${SEED_VERSIONS.join(', ')} in turn)`);
@@ -401,21 +401,6 @@ async function partB(outRoot: string): Promise<PartB> {
     await setup?.steward.stop().catch(() => undefined);
     await hs.cleanup().catch((err: unknown) => say(`cleanup failed: ${String(err)}`));
   }
-}
-
-/** How long the CLI takes to load its modules and exit (`steward --version`): start-up paid by every run of (a). */
-async function cliStartupSeconds(): Promise<number> {
-  const times: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    const started = performance.now();
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn(process.execPath, [MAIN, '--version'], { stdio: 'ignore' });
-      child.once('error', reject);
-      child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`steward --version exited ${code}`))));
-    });
-    times.push((performance.now() - started) / 1000);
-  }
-  return Math.min(...times);
 }
 
 async function main(): Promise<void> {

@@ -1,5 +1,5 @@
 // Reading a process's memory and CPU from /proc (Linux), for benchmarks.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 
 let clockTicks: number | undefined;
@@ -15,6 +15,21 @@ function ticksPerSecond(): number {
 }
 
 /** VmRSS and VmHWM (peak RSS so far) in KiB, or null once the process is gone. */
+/** How long the CLI takes to load its modules and exit (`steward --version`): the start-up every CLI run pays. */
+export async function cliStartupSeconds(main: string): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const started = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(process.execPath, [main, '--version'], { stdio: 'ignore' });
+      child.once('error', reject);
+      child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`steward --version exited ${code}`))));
+    });
+    times.push((performance.now() - started) / 1000);
+  }
+  return Math.min(...times);
+}
+
 export function memoryKb(pid: number): { rssKb: number; hwmKb: number } | null {
   let text: string;
   try {

@@ -1,4 +1,5 @@
 import { commandHelp, overview } from './help.ts';
+import { reply } from './reply.ts';
 import { findCommand, suggest } from './parse.ts';
 import type { Command, CommandOutput } from './types.ts';
 import { formatDuration, jobLine, progressLine } from '../jobs/format.ts';
@@ -6,9 +7,6 @@ import type { JobRecord } from '../jobs/job-store.ts';
 import { escapeHtml } from '../util/html.ts';
 import { fail, ok, type Result } from '../util/result.ts';
 
-function reply(text: string, html = `<pre>${escapeHtml(text)}</pre>`): Result<CommandOutput> {
-  return ok({ kind: 'reply', text, html });
-}
 
 export const helpCommand: Command = {
   name: 'help',

@@ -1,14 +1,10 @@
 import type { CommandContext } from '../commands/context.ts';
-import type { Command, CommandOutput } from '../commands/types.ts';
-import { escapeHtml } from '../util/html.ts';
+import { reply } from '../commands/reply.ts';
+import type { Command } from '../commands/types.ts';
 import { fail, ok, type Result } from '../util/result.ts';
 import type { LinkedAccounts } from './linked-accounts.ts';
 import { isMxid } from './mxid.ts';
 import type { LocalLink } from './store.ts';
-
-function reply(text: string): Result<CommandOutput> {
-  return ok({ kind: 'reply', text, html: `<pre>${escapeHtml(text)}</pre>` });
-}
 
 function linkedOf(ctx: CommandContext): Result<LinkedAccounts> {
   return ctx.linked ? ok(ctx.linked) : fail('E_UNAVAILABLE', 'Linked accounts are not available here.');

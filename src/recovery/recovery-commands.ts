@@ -1,17 +1,15 @@
 import { isAbsolute, resolve } from 'node:path';
-import type { Command, CommandOutput } from '../commands/types.ts';
+import { reply } from '../commands/reply.ts';
+import type { Command } from '../commands/types.ts';
 import { startJob } from '../commands/start-job.ts';
 import { isValidServerName } from '../federation/index.ts';
 import { formatDuration } from '../jobs/format.ts';
 import { escapeHtml } from '../util/html.ts';
-import { fail, ok, type Result } from '../util/result.ts';
+import { fail } from '../util/result.ts';
 import { isPlausibleRoomId, LOG_FORMATS } from './log-parser.ts';
 import type { LostRoom, LostRoomState } from './lost-rooms.ts';
 import { sourceName } from './recovery-config.ts';
 
-function reply(text: string, html = `<pre>${escapeHtml(text)}</pre>`): Result<CommandOutput> {
-  return ok({ kind: 'reply', text, html });
-}
 
 function ago(ts: number, now = Date.now()): string {
   return `${formatDuration(now - ts)} ago`;
