@@ -1,5 +1,8 @@
 import { LINKED_SCHEMA } from '../linked/schema.ts';
 import { RECOVERY_SCHEMA } from '../recovery/schema.ts';
+import { ARCHIVE_SCHEMA } from '../archive/schema.ts';
+import { RESTORE_SCHEMA } from '../restore/schema.ts';
+import { PRODUCTION_SCHEMA } from '../production/schema.ts';
 
 /**
  * Append only: never edit a migration that has shipped. Index i upgrades user_version i to i+1.
@@ -69,4 +72,7 @@ export const MIGRATIONS: readonly string[] = [
   `,
   RECOVERY_SCHEMA,
   LINKED_SCHEMA,
+  ARCHIVE_SCHEMA,
+  RESTORE_SCHEMA,
+  PRODUCTION_SCHEMA,
 ];
