@@ -1,0 +1,31 @@
+import type { Failure, Result } from '../util/result.ts';
+import type { ArchiveLine, ArchivedRoom } from './archive-line.ts';
+
+/**
+ * What the archive job calls after it has durably appended a room's new lines: the views built
+ * from the JSONL (markdown per day, the SQLite index with full-text search, media). Views are
+ * derived data: the job appends lines first, then calls this, so a crash between the two is
+ * repaired on the next run (`rebuild` re-derives from the files).
+ */
+export interface ArchiveViews {
+  /** New lines of one room, in the order they were appended. Per-item failures (a media download) are returned, not thrown. */
+  roomAppended(room: ArchivedRoom, lines: readonly ArchiveLine[], signal: AbortSignal): Promise<Result<{ itemFailures: readonly { item: string; failure: Failure }[] }>>;
+  /** Called once when a run has been through every room. */
+  runFinished(): Promise<void>;
+  close(): void;
+}
+
+export interface ArchiveViewsOptions {
+  /** The archive's root folder (holds archive.sqlite, rooms/, media/). */
+  readonly out: string;
+  readonly media: boolean;
+}
+
+/** Until the views exist, the job writes only the JSONL. */
+export const NO_VIEWS: ArchiveViews = {
+  async roomAppended() {
+    return { ok: true, value: { itemFailures: [] } };
+  },
+  async runFinished() {},
+  close() {},
+};
