@@ -12,6 +12,7 @@ import type { StewardConfig } from './config/config.ts';
 import { dumpRoomsJob } from './dump/dump-rooms.ts';
 import { dumpUsersJob } from './dump/dump-users.ts';
 import { ClientApi } from './homeserver/client-api.ts';
+import { AccountApi } from './homeserver/account-api.ts';
 import { HomeserverHttp, path } from './homeserver/http.ts';
 import { SynapseAdmin } from './homeserver/synapse-admin.ts';
 import { assembleRecovery, type RecoveryCore } from './recovery/wiring.ts';
@@ -71,7 +72,7 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
   const runner = new JobRunner({
     store: jobs,
     definitions: [
-      dumpUsersJob({ admin, client, jobs, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION }),
+      dumpUsersJob({ admin, client, account: new AccountApi(http), jobs, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION, synapseDatabase: config.synapse.database }),
       dumpRoomsJob({ admin, jobs, federation, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION }),
       snapshotJob({ admin, client, serverName: config.homeserver.serverName, dumpsDir: config.storage.dumps }),
       ...recovery.jobs,
