@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import { join } from 'node:path';
 import { adminRoomCommands } from './admin-room/command-handler.ts';
 import { ensureRooms } from './admin-room/admin-room.ts';
 import { Messenger } from './admin-room/messenger.ts';
@@ -17,6 +18,7 @@ import { HomeserverHttp, path } from './homeserver/http.ts';
 import { SynapseAdmin } from './homeserver/synapse-admin.ts';
 import { assembleRecovery, type RecoveryCore } from './recovery/wiring.ts';
 import { snapshotJob } from './snapshot/snapshot-job.ts';
+import { restoreUsersJob } from './restore/restore-users.ts';
 import { federationProvider, type FederationProvider } from './federation/federation-access.ts';
 import { JobStore } from './jobs/job-store.ts';
 import { JobRunner } from './jobs/runner.ts';
@@ -76,6 +78,7 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
       dumpRoomsJob({ admin, jobs, federation, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION }),
       snapshotJob({ admin, client, serverName: config.homeserver.serverName, dumpsDir: config.storage.dumps }),
       ...recovery.jobs,
+      restoreUsersJob({ admin, client, account: new AccountApi(http), db, botUserId, serverName: config.homeserver.serverName, synapseDatabase: config.synapse.database, reportsDir: join(config.storage.dumps, 'restore-reports') }),
     ],
     concurrency: config.jobs.concurrency,
     log,
