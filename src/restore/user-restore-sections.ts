@@ -137,7 +137,7 @@ export async function restoreUser(deps: UserRestoreDeps, input: UserRestoreInput
   // 2. The password hash: no API sets one, so it goes straight into Synapse's users table.
   await run('password', async () => {
     const hash = input.passwordHash;
-    if (hash === null) return; // the user had no password (SSO, appservice): nothing to restore
+    if (hash === null || hash === '') return; // the user had no password (SSO, appservice): nothing to restore
     if (hash === undefined || !input.synapseDb) {
       needsPasswordReset = true;
       return;
@@ -219,7 +219,8 @@ export async function restoreUser(deps: UserRestoreDeps, input: UserRestoreInput
         const target = (Array.isArray(now[kind]) ? now[kind] : []).filter(isJsonObject) as JsonObject[];
         const byId = new Map(target.map((r) => [String(r.rule_id), r]));
         const isDefault = (r: DumpedPushRule): boolean => r.default || r.rule_id.startsWith('.');
-        for (const r of rules[kind].filter(isDefault)) {
+        // An account still to be created (dry run) gets this server's defaults: nothing to compare them with yet.
+        for (const r of exists ? rules[kind].filter(isDefault) : []) {
           const t = byId.get(r.rule_id);
           if (!t) {
             unknownDefaults.push(r.rule_id);
