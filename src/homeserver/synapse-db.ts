@@ -78,25 +78,21 @@ function openSqlite(file: string, readonly: boolean): Result<SynapseDb> {
   });
 }
 
-interface PgClient {
-  connect(): Promise<void>;
-  query(text: string, values?: unknown[]): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }>;
-  end(): Promise<void>;
-}
-
 async function openPostgres(dsn: string): Promise<Result<SynapseDb>> {
-  // Loaded only when a DSN is given: SQLite deployments never need the package.
-  let Client: new (config: { connectionString: string }) => PgClient;
+  // Loaded only when a DSN is given: SQLite deployments never load the driver.
+  let Client: typeof import('pg').Client;
   try {
-    const specifier = 'pg'; // not a static import: the type-check must not need the package
-    Client = ((await import(specifier)) as { default: { Client: typeof Client } }).default.Client;
+    Client = (await import('pg')).default.Client;
   } catch (err) {
-    return fail('E_SYNAPSE_DB', `the pg package is not installed (${errorMessage(err)})`);
+    return fail('E_SYNAPSE_DB', `the pg package cannot be loaded (${errorMessage(err)})`);
   }
   const client = new Client({ connectionString: dsn });
+  // A dropped connection is reported by the next query; without a listener it would crash the process.
+  client.on('error', () => undefined);
   try {
     await client.connect();
   } catch (err) {
+    await client.end().catch(() => undefined);
     return fail('E_SYNAPSE_DB', errorMessage(err));
   }
   const PAGE = 1000;
@@ -105,14 +101,14 @@ async function openPostgres(dsn: string): Promise<Result<SynapseDb>> {
       // Keyset pages: memory stays flat however many users there are, without a server-side cursor.
       let after = '';
       for (;;) {
-        const page = await client.query('SELECT name, password_hash FROM users WHERE name > $1 ORDER BY name LIMIT $2', [after, PAGE]);
+        const page = await client.query<{ name: string; password_hash: string | null }>('SELECT name, password_hash FROM users WHERE name > $1 ORDER BY name LIMIT $2', [after, PAGE]);
         for (const row of page.rows) yield { userId: String(row.name), hash: row.password_hash === null ? null : String(row.password_hash) };
         if (page.rows.length < PAGE) return;
         after = String(page.rows.at(-1)!.name);
       }
     },
     async passwordHash(userId) {
-      const r = await client.query('SELECT password_hash FROM users WHERE name = $1', [userId]);
+      const r = await client.query<{ password_hash: string | null }>('SELECT password_hash FROM users WHERE name = $1', [userId]);
       const row = r.rows[0];
       return row === undefined ? undefined : row.password_hash === null ? null : String(row.password_hash);
     },
