@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import { join } from 'node:path';
 import { adminRoomCommands } from './admin-room/command-handler.ts';
 import { ensureRooms } from './admin-room/admin-room.ts';
 import { Messenger } from './admin-room/messenger.ts';
@@ -12,12 +13,14 @@ import type { StewardConfig } from './config/config.ts';
 import { dumpRoomsJob } from './dump/dump-rooms.ts';
 import { dumpUsersJob } from './dump/dump-users.ts';
 import { ClientApi } from './homeserver/client-api.ts';
+import { AccountApi } from './homeserver/account-api.ts';
 import { HomeserverHttp, path } from './homeserver/http.ts';
 import { SynapseAdmin } from './homeserver/synapse-admin.ts';
 import { assembleRecovery, type RecoveryCore } from './recovery/wiring.ts';
 import { assembleArchive, type ArchiveCore } from './archive/wiring.ts';
 import { NO_VIEWS } from './archive/views-hook.ts';
 import { snapshotJob } from './snapshot/snapshot-job.ts';
+import { restoreUsersJob } from './restore/restore-users.ts';
 import { federationProvider, type FederationProvider } from './federation/federation-access.ts';
 import { JobStore } from './jobs/job-store.ts';
 import { JobRunner } from './jobs/runner.ts';
@@ -77,11 +80,12 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
   const runner = new JobRunner({
     store: jobs,
     definitions: [
-      dumpUsersJob({ admin, client, jobs, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION }),
+      dumpUsersJob({ admin, client, account: new AccountApi(http), jobs, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION, synapseDatabase: config.synapse.database }),
       dumpRoomsJob({ admin, jobs, federation, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION }),
       snapshotJob({ admin, client, serverName: config.homeserver.serverName, dumpsDir: config.storage.dumps }),
       ...recovery.jobs,
       ...archive.jobs,
+      restoreUsersJob({ admin, client, account: new AccountApi(http), db, botUserId, serverName: config.homeserver.serverName, synapseDatabase: config.synapse.database, reportsDir: join(config.storage.dumps, 'restore-reports') }),
     ],
     concurrency: config.jobs.concurrency,
     log,

@@ -5,6 +5,7 @@ import { RECOVERY_COMMANDS } from '../recovery/recovery-commands.ts';
 import { LINKED_COMMANDS } from '../linked/commands.ts';
 import { FED_COMMANDS } from '../federation-commands/fed-commands.ts';
 import { ARCHIVE_COMMANDS } from '../archive/archive-commands.ts';
+import { RESTORE_COMMANDS } from '../restore/restore-commands.ts';
 import type { Command } from './types.ts';
 
 /** Every command, for both front ends; each declares where it may run. */
@@ -21,4 +22,5 @@ export const ALL_COMMANDS: readonly Command[] = [
   ...LINKED_COMMANDS,
   ...FED_COMMANDS,
   ...ARCHIVE_COMMANDS,
+  ...RESTORE_COMMANDS,
 ];

@@ -65,6 +65,8 @@ export interface StewardConfig {
   readonly linkedAccounts: LinkedAccountsConfig;
   /** Room history archive (src/archive). */
   readonly archive: ArchiveConfig;
+  /** Synapse's own database: only for password hashes (dump users --with-password-hashes, restore users). */
+  readonly synapse: { readonly database: string | undefined };
 }
 
 const MXID = /^@[^:\s]+:[^\s]+$/;
@@ -75,7 +77,7 @@ const LOG_LEVELS = /^(trace|debug|info|warn|error|fatal|silent)$/;
 /** Validates parsed YAML; `baseDir` anchors relative paths (the config file's folder). */
 export function parseConfig(raw: unknown, baseDir: string): Result<StewardConfig> {
   const r = new ConfigReader();
-  const root = r.section(raw ?? {}, '', ['homeserver', 'appservice', 'admin_room', 'storage', 'jobs', 'requests', 'logging', 'federation', 'recovery', 'linked_accounts', 'archive']);
+  const root = r.section(raw ?? {}, '', ['homeserver', 'appservice', 'admin_room', 'storage', 'jobs', 'requests', 'logging', 'federation', 'recovery', 'linked_accounts', 'archive', 'synapse']);
 
   const hs = r.section(root?.homeserver, 'homeserver', ['url', 'server_name'], true);
   const url = r.string(hs, 'homeserver', 'url', { pattern: /^https?:\/\/[^\s/]+(\/[^\s]*)?$/, expect: 'an http(s) URL such as http://127.0.0.1:8008' });
@@ -143,10 +145,15 @@ export function parseConfig(raw: unknown, baseDir: string): Result<StewardConfig
   const linkedAccounts = parseLinkedAccountsConfig(r, root?.linked_accounts);
   const archive = parseArchiveConfig(r, root?.archive, baseDir, requests.concurrency);
 
+  const sy = r.section(root?.synapse, 'synapse', ['database']);
+  const synapseDatabase = r.optionalString(sy, 'synapse', 'database');
+  // A relative SQLite path is relative to this file, like every other path; a DSN stays as it is.
+  const synapse = { database: synapseDatabase === undefined || /^postgres(ql)?:\/\//i.test(synapseDatabase) ? synapseDatabase : resolve(baseDir, synapseDatabase) };
+
   if (r.problems.length > 0) {
     return fail('E_BAD_CONFIG', `The configuration has ${r.problems.length} problem(s):\n- ${r.problems.join('\n- ')}`);
   }
-  return ok({ homeserver: { url: url.replace(/\/+$/, ''), serverName }, appservice, adminRoom, storage, jobs, requests, logging, federation, recovery, linkedAccounts, archive });
+  return ok({ homeserver: { url: url.replace(/\/+$/, ''), serverName }, appservice, adminRoom, storage, jobs, requests, logging, federation, recovery, linkedAccounts, archive, synapse });
 }
 
 export async function loadConfig(path: string): Promise<Result<StewardConfig>> {

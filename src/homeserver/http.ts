@@ -21,6 +21,8 @@ export interface RequestOptions {
    * retry could do the thing twice; a 429 is always retried because it was refused before acting.
    */
   readonly idempotent?: boolean;
+  /** A body sent as is (media uploads) instead of `body` as JSON. */
+  readonly rawBody?: { readonly data: Uint8Array; readonly contentType: string };
 }
 
 export interface HttpClientOptions {
@@ -108,10 +110,13 @@ export class HomeserverHttp {
     opts.signal?.addEventListener('abort', onCancel, { once: true });
     if (opts.signal?.aborted) controller.abort();
     const headers: Record<string, string> = { authorization: `Bearer ${this.opts.token}`, 'user-agent': this.opts.userAgent ?? 'Steward' };
-    let body: string | undefined;
+    let body: string | Uint8Array | undefined;
     if (opts.body !== undefined) {
       headers['content-type'] = 'application/json';
       body = JSON.stringify(opts.body);
+    } else if (opts.rawBody) {
+      headers['content-type'] = opts.rawBody.contentType;
+      body = opts.rawBody.data;
     }
     let response: Response;
     let text: string;
