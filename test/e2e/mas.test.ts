@@ -33,7 +33,8 @@ describe('delegated auth (MAS)', () => {
 
   before(async () => {
     mas = await FakeMas.start();
-    s = await startStewardWithSynapse({ mas });
+    // Federation on: !dump rooms reads the rooms over federation as this server.
+    s = await startStewardWithSynapse({ mas, federation: true, synapse: { federation: true } });
     room = s.steward.adminRoomId;
     bot = s.steward.botUserId;
     const a = await mas.provisionUser(s.hs, 'alice', { displayname: 'Alice' });
@@ -93,6 +94,26 @@ describe('delegated auth (MAS)', () => {
     const access = await readFile(s.hs.logPath, 'utf8');
     assert.match(access, /GET \/_synapse\/admin\/v2\/users\?[^ ]*guests=false/);
     assert.doesNotMatch(access, /GET \/_synapse\/admin\/v2\/users\?[^ ]*guests=true/);
+  });
+
+  it('!dump rooms dumps a room with every event verified (admin API through the admin token, federation as the server)', async () => {
+    const roomId = await alice.createRoom({ name: 'Under MAS' });
+    await alice.sendText(roomId, 'hello from a MAS user');
+    const { eventId } = await command(s.adminClient, room, bot, '!dump rooms');
+    const done = await replyMatching(s.adminClient, room, bot, eventId, /finished|failed/, 120_000);
+    assert.match(done.content.body, /finished/, done.content.body);
+    const dir = /dumped to (\S+)/.exec(done.content.body)![1]!;
+    const doc = JSON.parse(await readFile(path.join(dir, 'rooms', `${encodeURIComponent(roomId)}.json`), 'utf8'));
+    assert.equal(doc.room_id, roomId);
+    assert.equal(doc.errors, undefined);
+    assert.equal(doc.federation.counts.failed, 0);
+  });
+
+  it('!snapshot of a MAS user writes a leak-checked blueprint (identity assertion under MSC4190)', async () => {
+    const { eventId } = await command(s.adminClient, room, bot, `!snapshot ${alice.userId}`);
+    const done = await replyMatching(s.adminClient, room, bot, eventId, /finished|failed/, 120_000);
+    assert.match(done.content.body, /finished/, done.content.body);
+    assert.match(done.content.body, /Leak check passed/);
   });
 
   it('without admin_token_file it stops at start-up with the exact steps to issue one', async () => {
