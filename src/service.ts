@@ -16,6 +16,7 @@ import { ClientApi } from './homeserver/client-api.ts';
 import { AccountApi } from './homeserver/account-api.ts';
 import { HomeserverHttp, path } from './homeserver/http.ts';
 import { SynapseAdmin } from './homeserver/synapse-admin.ts';
+import { adminTokenNeeded, adminTokenRefused, detectAuthDelegation, issueTokenSteps, readAdminToken } from './production/delegated-auth.ts';
 import { assembleRecovery, type RecoveryCore } from './recovery/wiring.ts';
 import { assembleArchive, type ArchiveCore } from './archive/wiring.ts';
 import { NO_VIEWS } from './archive/views-hook.ts';
@@ -107,23 +108,44 @@ export function commandContext(core: Core): BaseContext {
   return { config: core.config, jobs: core.jobs, runner: core.runner, commands: ALL_COMMANDS, status, federation: core.federation, recovery: core.recovery, linked: core.linked, archive: core.archive };
 }
 
-/** The bot must exist and be a Synapse admin before anything else can work. */
+/**
+ * The bot must exist and the admin API must accept Steward before anything else can work. Admin
+ * calls use the appservice token (the bot must then be a Synapse admin) or, when
+ * `homeserver.admin_token_file` is set, that token; under MAS only the latter can work.
+ */
 export async function ensureBotUser(core: Core): Promise<Result<void>> {
+  const tokenFile = core.config.homeserver.adminTokenFile;
+  if (tokenFile !== undefined) {
+    const token = await readAdminToken(tokenFile, core.log);
+    if (!token.ok) return token;
+    core.http.setAdminToken(token.value);
+  }
+  const delegation = await detectAuthDelegation(core.http);
+  core.admin.delegatedAuth = delegation.delegated === true;
+  core.log.info({ delegated: delegation.delegated, detail: delegation.detail, adminToken: tokenFile !== undefined }, 'homeserver authentication');
+  // Under MAS `/register` takes only this form (m.login.application_service with inhibit_login).
   const registered = await core.client.registerAppserviceUser(core.registration.senderLocalpart);
   if (!registered.ok && registered.error.errcode !== 'M_USER_IN_USE') {
     return fail('E_BOT_USER', `Cannot register the bot user ${core.botUserId}: ${registered.error.human}. Is the registration file loaded by Synapse (app_service_config_files) and Synapse restarted since?`, registered.error.log);
   }
+  if (delegation.delegated === true && tokenFile === undefined) return adminTokenNeeded(delegation, core.registration.senderLocalpart);
   const self = await core.admin.user(core.botUserId);
   if (!self.ok) {
     if (self.error.status === 403 || self.error.status === 401) {
+      if (tokenFile !== undefined && delegation.delegated !== false) return adminTokenRefused(self.error, tokenFile, core.registration.senderLocalpart);
+      if (tokenFile !== undefined) {
+        return fail('E_NOT_ADMIN', `The user of the token in ${tokenFile} is not a Synapse admin (${self.error.human}). Use an admin's token, or make that user an admin: UPDATE users SET admin = 1 WHERE name = '<user id>';`, self.error.log);
+      }
       const url = `${core.config.homeserver.url}${path`/_synapse/admin/v2/users/${core.botUserId}`}`;
       return fail('E_NOT_ADMIN', [
         `${core.botUserId} is not a Synapse admin, so it cannot use the admin API. Make it one, then start Steward again:`,
         `  curl -X PUT -H "Authorization: Bearer <an admin's access token>" -d '{"admin": true}' '${url}'`,
         `or in Synapse's database: UPDATE users SET admin = 1 WHERE name = '${core.botUserId}';`,
+        ...(delegation.delegated === undefined ? [`If Synapse delegates authentication to MAS, the appservice token can never use the admin API; give Steward an admin-scoped token instead:`, issueTokenSteps(core.registration.senderLocalpart, undefined)] : []),
       ].join('\n'), self.error.log);
     }
-    return fail('E_HOMESERVER', `Cannot reach the Synapse admin API at ${core.config.homeserver.url}: ${self.error.human}`, self.error.log);
+    const masHint = delegation.delegated === true ? ' (under MAS: Synapse must reach MAS to check the admin token, and the token\'s user must exist on Synapse)' : '';
+    return fail('E_HOMESERVER', `Cannot reach the Synapse admin API at ${core.config.homeserver.url}: ${self.error.human}${masHint}`, self.error.log);
   }
   const version = await core.admin.serverVersion();
   core.synapseVersion = version.ok ? version.value.server_version : null;
@@ -205,7 +227,7 @@ export async function startService(config: StewardConfig, registration: Registra
   const jobNote = resumed.length
     ? `resuming ${resumed.length} job(s): ${resumed.map((j) => `#${j.id} ${core.runner.title(j)}`).join(', ')}`
     : 'no unfinished jobs';
-  const notice = `Steward ${STEWARD_VERSION} started on ${config.homeserver.serverName}${core.synapseVersion ? ` (Synapse ${core.synapseVersion})` : ''} · ${pingNote} · ${jobNote}. Type !help for commands.`;
+  const notice = `Steward ${STEWARD_VERSION} started on ${config.homeserver.serverName}${core.synapseVersion ? ` (Synapse ${core.synapseVersion}${core.admin.delegatedAuth ? ', auth delegated to MAS' : ''})` : ''} · ${pingNote} · ${jobNote}. Type !help for commands.`;
   await messenger.notice(statusRoomId, { text: notice, html: escapeHtml(notice) });
   log.info({ adminRoomId, statusRoomId, resumed: resumed.length }, 'Steward is running');
   // Receipts sent while Steward was down never reach it: bring linked accounts up to date, in the background.

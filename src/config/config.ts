@@ -13,6 +13,8 @@ export interface StewardConfig {
     /** Client-server and admin API base URL, as the bot reaches it. */
     readonly url: string;
     readonly serverName: string;
+    /** File holding a token with Synapse's admin scope, for admin API calls only (needed under MAS). */
+    readonly adminTokenFile: string | undefined;
   };
   readonly appservice: {
     readonly id: string;
@@ -79,9 +81,10 @@ export function parseConfig(raw: unknown, baseDir: string): Result<StewardConfig
   const r = new ConfigReader();
   const root = r.section(raw ?? {}, '', ['homeserver', 'appservice', 'admin_room', 'storage', 'jobs', 'requests', 'logging', 'federation', 'recovery', 'linked_accounts', 'archive', 'synapse']);
 
-  const hs = r.section(root?.homeserver, 'homeserver', ['url', 'server_name'], true);
+  const hs = r.section(root?.homeserver, 'homeserver', ['url', 'server_name', 'admin_token_file'], true);
   const url = r.string(hs, 'homeserver', 'url', { pattern: /^https?:\/\/[^\s/]+(\/[^\s]*)?$/, expect: 'an http(s) URL such as http://127.0.0.1:8008' });
   const serverName = r.string(hs, 'homeserver', 'server_name', { pattern: SERVER_NAME, expect: 'a server name such as example.org' });
+  const adminTokenFile = r.optionalString(hs, 'homeserver', 'admin_token_file');
 
   const as = r.section(root?.appservice, 'appservice', ['id', 'bot_localpart', 'bind_address', 'port', 'url']);
   const port = r.integer(as, 'appservice', 'port', { default: 9993, min: 1, max: 65535 });
@@ -153,7 +156,7 @@ export function parseConfig(raw: unknown, baseDir: string): Result<StewardConfig
   if (r.problems.length > 0) {
     return fail('E_BAD_CONFIG', `The configuration has ${r.problems.length} problem(s):\n- ${r.problems.join('\n- ')}`);
   }
-  return ok({ homeserver: { url: url.replace(/\/+$/, ''), serverName }, appservice, adminRoom, storage, jobs, requests, logging, federation, recovery, linkedAccounts, archive, synapse });
+  return ok({ homeserver: { url: url.replace(/\/+$/, ''), serverName, adminTokenFile: adminTokenFile === undefined ? undefined : resolve(baseDir, adminTokenFile) }, appservice, adminRoom, storage, jobs, requests, logging, federation, recovery, linkedAccounts, archive, synapse });
 }
 
 export async function loadConfig(path: string): Promise<Result<StewardConfig>> {

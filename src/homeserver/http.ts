@@ -32,7 +32,15 @@ export interface HttpClientOptions {
   readonly maxRetries: number;
   readonly log: Logger;
   readonly userAgent?: string;
+  /**
+   * Sent instead of `token` on Synapse admin API paths (`/_synapse/admin/…`): under delegated auth
+   * (MAS) the appservice token carries no admin scope, so those calls need a token that does.
+   */
+  readonly adminToken?: string;
 }
+
+/** Paths that are Synapse's admin API: the only ones the admin token is ever sent to. */
+export const ADMIN_API_PREFIX = '/_synapse/admin/';
 
 /** Builds a path, URL-encoding every interpolated value (user ids, room ids, server names with ports). */
 export function path(strings: TemplateStringsArray, ...values: (string | number)[]): string {
@@ -50,10 +58,24 @@ const MAX_BACKOFF_MS = 30_000;
 export class HomeserverHttp {
   private readonly opts: HttpClientOptions;
   private readonly log: Logger;
+  private adminToken: string | undefined;
 
   constructor(opts: HttpClientOptions) {
     this.opts = { ...opts, baseUrl: opts.baseUrl.replace(/\/+$/, '') };
     this.log = opts.log.child({ module: 'homeserver-http' });
+    this.adminToken = opts.adminToken;
+  }
+
+  /**
+   * Admin API calls use this token from now on (read at start-up from `homeserver.admin_token_file`);
+   * everything else keeps the appservice token and identity assertion.
+   */
+  setAdminToken(token: string | undefined): void {
+    this.adminToken = token;
+  }
+
+  get hasAdminToken(): boolean {
+    return this.adminToken !== undefined;
   }
 
   get baseUrl(): string {
@@ -109,7 +131,8 @@ export class HomeserverHttp {
     const onCancel = (): void => controller.abort();
     opts.signal?.addEventListener('abort', onCancel, { once: true });
     if (opts.signal?.aborted) controller.abort();
-    const headers: Record<string, string> = { authorization: `Bearer ${this.opts.token}`, 'user-agent': this.opts.userAgent ?? 'Steward' };
+    const token = this.adminToken !== undefined && new URL(url).pathname.startsWith(ADMIN_API_PREFIX) ? this.adminToken : this.opts.token;
+    const headers: Record<string, string> = { authorization: `Bearer ${token}`, 'user-agent': this.opts.userAgent ?? 'Steward' };
     let body: string | Uint8Array | undefined;
     if (opts.body !== undefined) {
       headers['content-type'] = 'application/json';
