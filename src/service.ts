@@ -6,6 +6,7 @@ import { attachRoomProgress } from './admin-room/progress-renderer.ts';
 import { EventRouter } from './appservice/event-router.ts';
 import type { Registration } from './appservice/registration.ts';
 import { createAppserviceApp, listen } from './appservice/server.ts';
+import { portTaken } from './appservice/port-probe.ts';
 import { ALL_COMMANDS } from './commands/all-commands.ts';
 import type { CommandContext, ServiceStatus } from './commands/context.ts';
 import type { StewardConfig } from './config/config.ts';
@@ -14,6 +15,7 @@ import { dumpUsersJob } from './dump/dump-users.ts';
 import { ClientApi } from './homeserver/client-api.ts';
 import { HomeserverHttp, path } from './homeserver/http.ts';
 import { SynapseAdmin } from './homeserver/synapse-admin.ts';
+import { waitForHomeserver } from './homeserver/wait-for-homeserver.ts';
 import { assembleRecovery, type RecoveryCore } from './recovery/wiring.ts';
 import { snapshotJob } from './snapshot/snapshot-job.ts';
 import { federationProvider, type FederationProvider } from './federation/federation-access.ts';
@@ -131,7 +133,17 @@ const INBOX_RETENTION_MS = 7 * 24 * 3600 * 1000;
 
 /** `steward run`: the appservice with its admin room, resuming any jobs a restart cut off. */
 export async function startService(config: StewardConfig, registration: Registration, log: Logger): Promise<Result<RunningService>> {
+  // A taken port fails at once, not after waiting for the homeserver.
+  if (await portTaken(config.appservice.bindAddress, config.appservice.port)) {
+    return fail('E_LISTEN', listenFailure(Object.assign(new Error('address in use'), { code: 'EADDRINUSE' }), config.appservice.bindAddress, config.appservice.port));
+  }
   const core = assembleCore(config, registration, log);
+  // Synapse may still be starting: wait for it (bounded, logged) before blaming the registration.
+  const reachable = await waitForHomeserver(core.http, { waitMs: config.homeserver.startupWaitSeconds * 1000, log });
+  if (!reachable.ok) {
+    core.db.close();
+    return reachable;
+  }
   const bot = await ensureBotUser(core);
   if (!bot.ok) {
     core.db.close();
@@ -159,13 +171,14 @@ export async function startService(config: StewardConfig, registration: Registra
     wants: router.wants,
     onTaken: router.kick,
     health: () => ({ version: STEWARD_VERSION, jobs_running: core.runner.activeCount() }),
+    allowQueryToken: config.appservice.allowQueryToken,
   });
   let server: Server;
   try {
     server = await listen(app, config.appservice.port, config.appservice.bindAddress);
   } catch (err) {
     core.db.close();
-    return fail('E_LISTEN', `Cannot listen on ${config.appservice.bindAddress}:${config.appservice.port}: ${(err as Error).message}`);
+    return fail('E_LISTEN', listenFailure(err, config.appservice.bindAddress, config.appservice.port));
   }
   log.info({ address: config.appservice.bindAddress, port: config.appservice.port }, 'appservice listening');
 
@@ -220,6 +233,15 @@ export async function startService(config: StewardConfig, registration: Registra
       core.db.close();
     },
   });
+}
+
+/** EADDRINUSE is the common case (another appservice on 9993): name the key that fixes it. */
+export function listenFailure(err: unknown, address: string, port: number): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') return `Cannot listen on ${address}:${port}: port ${port} is taken (another appservice?) — set appservice.port to a free port, then run generate-registration again (or change url in the registration) and restart Synapse.`;
+  if (code === 'EACCES') return `Cannot listen on ${address}:${port}: permission denied (ports below 1024 need privileges) — set appservice.port.`;
+  if (code === 'EADDRNOTAVAIL') return `Cannot listen on ${address}:${port}: ${address} is not an address of this machine — check appservice.bind_address.`;
+  return `Cannot listen on ${address}:${port}: ${(err as Error).message}`;
 }
 
 /** Someone turning on encryption in the admin room would silently cut Steward off; say so. */

@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '../log.ts';
 import type { Inbox, MatrixEvent } from '../store/inbox.ts';
-import { presentedToken, tokensMatch } from './token.ts';
+import { hasQueryToken, presentedToken, tokensMatch } from './token.ts';
 
 export interface AppserviceServerOptions {
   readonly hsToken: string;
@@ -15,6 +15,8 @@ export interface AppserviceServerOptions {
   readonly onTaken: () => void;
   /** Answers the unauthenticated health check (Docker, load balancers). */
   readonly health: () => Record<string, unknown>;
+  /** Accept the hs_token as `?access_token=` (legacy Synapse < 1.84); off by default. */
+  readonly allowQueryToken?: boolean;
 }
 
 const MAX_TRANSACTION_BYTES = 64 * 1024 * 1024;
@@ -31,7 +33,17 @@ export function createAppserviceApp(opts: AppserviceServerOptions): express.Expr
   });
 
   const requireHsToken = (req: Request, res: Response, next: NextFunction): void => {
-    if (tokensMatch(presentedToken(req.headers.authorization, req.query), opts.hsToken)) return next();
+    const allowQuery = opts.allowQueryToken === true;
+    if (tokensMatch(presentedToken(req.headers.authorization, req.query, allowQuery), opts.hsToken)) return next();
+    if (!allowQuery && req.headers.authorization === undefined && hasQueryToken(req.query)) {
+      // Logged without the URL: the URL carries the token.
+      log.warn({ path: req.path, ip: req.ip }, 'refused an hs_token sent in the query string (set appservice.allow_query_token to accept it)');
+      res.status(403).json({
+        errcode: 'M_FORBIDDEN',
+        error: 'The homeserver token was sent in the query string (?access_token=), which Steward refuses: a token in a URL ends up in proxy logs. Synapse 1.84 and later send it as Authorization: Bearer; for an older homeserver set appservice.allow_query_token: true.',
+      });
+      return;
+    }
     log.warn({ path: req.path, ip: req.ip }, 'refused a request without the right hs_token');
     res.status(403).json({ errcode: 'M_FORBIDDEN', error: 'Bad or missing homeserver token' });
   };

@@ -12,6 +12,10 @@ export interface StewardConfig {
     /** Client-server and admin API base URL, as the bot reaches it. */
     readonly url: string;
     readonly serverName: string;
+    /** How long `steward run` waits for an unreachable homeserver at start-up (0: do not wait). */
+    readonly startupWaitSeconds: number;
+    /** Synapse's homeserver.yaml, when readable: lets the doctor (and others) check its settings. */
+    readonly synapseConfig: string | undefined;
   };
   readonly appservice: {
     readonly id: string;
@@ -20,6 +24,10 @@ export interface StewardConfig {
     readonly port: number;
     /** How the homeserver reaches the bot; written into the registration. */
     readonly url: string;
+    /** Accept the hs_token as `?access_token=` (Synapse < 1.84); refused by default. */
+    readonly allowQueryToken: boolean;
+    /** Serve `GET /metrics` (Prometheus) on the appservice port. */
+    readonly metrics: boolean;
   };
   readonly adminRoom: {
     readonly admins: readonly string[];
@@ -74,11 +82,13 @@ export function parseConfig(raw: unknown, baseDir: string): Result<StewardConfig
   const r = new ConfigReader();
   const root = r.section(raw ?? {}, '', ['homeserver', 'appservice', 'admin_room', 'storage', 'jobs', 'requests', 'logging', 'federation', 'recovery', 'linked_accounts']);
 
-  const hs = r.section(root?.homeserver, 'homeserver', ['url', 'server_name'], true);
+  const hs = r.section(root?.homeserver, 'homeserver', ['url', 'server_name', 'startup_wait_seconds', 'synapse_config'], true);
   const url = r.string(hs, 'homeserver', 'url', { pattern: /^https?:\/\/[^\s/]+(\/[^\s]*)?$/, expect: 'an http(s) URL such as http://127.0.0.1:8008' });
   const serverName = r.string(hs, 'homeserver', 'server_name', { pattern: SERVER_NAME, expect: 'a server name such as example.org' });
 
-  const as = r.section(root?.appservice, 'appservice', ['id', 'bot_localpart', 'bind_address', 'port', 'url']);
+  const startupWaitSeconds = r.integer(hs, 'homeserver', 'startup_wait_seconds', { default: 300, min: 0, max: 86400 });
+  const synapseConfig = r.optionalString(hs, 'homeserver', 'synapse_config');
+  const as = r.section(root?.appservice, 'appservice', ['id', 'bot_localpart', 'bind_address', 'port', 'url', 'allow_query_token', 'metrics']);
   const port = r.integer(as, 'appservice', 'port', { default: 9993, min: 1, max: 65535 });
   const bindAddress = r.string(as, 'appservice', 'bind_address', { default: '127.0.0.1' });
   const appservice = {
@@ -87,6 +97,8 @@ export function parseConfig(raw: unknown, baseDir: string): Result<StewardConfig
     bindAddress,
     port,
     url: r.string(as, 'appservice', 'url', { default: `http://${bindAddress.includes(':') ? `[${bindAddress}]` : bindAddress}:${port}`, pattern: /^https?:\/\/\S+$/, expect: 'an http(s) URL' }),
+    allowQueryToken: r.boolean(as, 'appservice', 'allow_query_token', false),
+    metrics: r.boolean(as, 'appservice', 'metrics', true),
   };
 
   const ar = r.section(root?.admin_room, 'admin_room', ['admins', 'room', 'status_room', 'name'], true);
@@ -142,7 +154,7 @@ export function parseConfig(raw: unknown, baseDir: string): Result<StewardConfig
   if (r.problems.length > 0) {
     return fail('E_BAD_CONFIG', `The configuration has ${r.problems.length} problem(s):\n- ${r.problems.join('\n- ')}`);
   }
-  return ok({ homeserver: { url: url.replace(/\/+$/, ''), serverName }, appservice, adminRoom, storage, jobs, requests, logging, federation, recovery, linkedAccounts });
+  return ok({ homeserver: { url: url.replace(/\/+$/, ''), serverName, startupWaitSeconds, synapseConfig: synapseConfig === undefined ? undefined : resolve(baseDir, synapseConfig) }, appservice, adminRoom, storage, jobs, requests, logging, federation, recovery, linkedAccounts });
 }
 
 export async function loadConfig(path: string): Promise<Result<StewardConfig>> {
