@@ -22,6 +22,8 @@ import { federationProvider, type FederationProvider } from './federation/federa
 import { JobStore } from './jobs/job-store.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { LinkedAccounts } from './linked/linked-accounts.ts';
+import { Metrics } from './metrics/metrics.ts';
+import { createPrometheusExporter } from './metrics/prometheus.ts';
 import type { Logger } from './log.ts';
 import { openDatabase, type Db } from './store/database.ts';
 import { Inbox } from './store/inbox.ts';
@@ -50,6 +52,8 @@ export interface Core {
   readonly recovery: RecoveryCore;
   /** Linked accounts: links, directory, invite and receipt mirroring (src/linked). */
   readonly linked: LinkedAccounts;
+  /** Counters at the counting points; only `steward run` attaches an exporter (src/metrics). */
+  readonly metrics: Metrics;
   synapseVersion: string | null;
 }
 
@@ -67,7 +71,8 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
   const admin = new SynapseAdmin(http);
   const client = new ClientApi(http);
   const botUserId = `@${registration.senderLocalpart}:${config.homeserver.serverName}`;
-  const federation = federationProvider(config, log, `Steward/${STEWARD_VERSION}`);
+  const metrics = new Metrics();
+  const federation = federationProvider(config, log, `Steward/${STEWARD_VERSION}`, (outcome) => metrics.inc('federation_requests_total', { outcome }));
   const recovery = assembleRecovery({ config, registration, db, http, federation, log, userAgent: `Steward/${STEWARD_VERSION}` });
   const linked = new LinkedAccounts(db, config, log);
   const runner = new JobRunner({
@@ -81,7 +86,7 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
     concurrency: config.jobs.concurrency,
     log,
   });
-  return { config, registration, log, db, kv: new KeyValueStore(db), jobs, http, admin, client, runner, botUserId, federation, startedTs: Date.now(), recovery, linked, synapseVersion: null };
+  return { config, registration, log, db, kv: new KeyValueStore(db), jobs, http, admin, client, runner, botUserId, federation, startedTs: Date.now(), recovery, linked, metrics, synapseVersion: null };
 }
 
 export type BaseContext = Omit<CommandContext, 'frontEnd' | 'sender' | 'roomId' | 'commandEventId'>;
@@ -157,7 +162,12 @@ export async function startService(config: StewardConfig, registration: Registra
   const { adminRoomId, statusRoomId } = rooms.value;
   const messenger = new Messenger(core.client, log);
   const inbox = new Inbox(core.db);
-  const router = new EventRouter(inbox, log);
+  const exporter = config.appservice.metrics
+    ? await createPrometheusExporter({ jobs: core.jobs, lostRooms: core.recovery.rooms, logSources: core.recovery.sources, linked: config.linkedAccounts.enabled ? core.linked : undefined, version: STEWARD_VERSION, log })
+    : undefined;
+  if (exporter) core.metrics.attach(exporter);
+  core.runner.on('finished', (job) => core.metrics.inc('jobs_finished_total', { type: job.type, state: job.state }));
+  const router = new EventRouter(inbox, log, core.metrics);
   router.add(adminRoomCommands({ adminRoomId, botUserId: core.botUserId, admins: config.adminRoom.admins, messenger, log, baseContext: commandContext(core) }));
   router.add(encryptionGuard(adminRoomId, messenger, log));
   if (config.linkedAccounts.enabled) {
@@ -172,6 +182,8 @@ export async function startService(config: StewardConfig, registration: Registra
     onTaken: router.kick,
     health: () => ({ version: STEWARD_VERSION, jobs_running: core.runner.activeCount() }),
     allowQueryToken: config.appservice.allowQueryToken,
+    metrics: core.metrics,
+    ...(exporter ? { scrape: () => exporter.scrape() } : {}),
   });
   let server: Server;
   try {
