@@ -23,6 +23,10 @@ export interface RequestOptions {
   readonly idempotent?: boolean;
   /** A body sent as is (media uploads) instead of `body` as JSON. */
   readonly rawBody?: { readonly data: Uint8Array; readonly contentType: string };
+  /** Overrides the client's retry budget for this request (0: a single attempt). */
+  readonly maxRetries?: number;
+  /** Overrides the client's per-attempt timeout for this request. */
+  readonly timeoutMs?: number;
 }
 
 export interface HttpClientOptions {
@@ -85,6 +89,7 @@ export class HomeserverHttp {
   async request<T>(method: string, urlPath: string, opts: RequestOptions = {}): Promise<Result<T, HttpFailure>> {
     const url = this.buildUrl(urlPath, opts);
     const idempotent = opts.idempotent ?? method !== 'POST';
+    const maxRetries = opts.maxRetries ?? this.opts.maxRetries;
     let serverErrors = 0;
     let rateLimits = 0;
     for (;;) {
@@ -94,10 +99,10 @@ export class HomeserverHttp {
       if (opts.signal?.aborted) return attempt;
       let waitMs: number;
       if (status === 429) {
-        if (++rateLimits > this.opts.maxRetries * RATE_LIMIT_RETRY_FACTOR) return attempt;
+        if (++rateLimits > maxRetries * RATE_LIMIT_RETRY_FACTOR) return attempt;
         waitMs = retryAfterMs(attempt.error.body) ?? backoffMs(rateLimits);
       } else if ((status === 0 || status >= 500) && idempotent && attempt.error.code !== 'E_CANCELLED') {
-        if (++serverErrors > this.opts.maxRetries) return attempt;
+        if (++serverErrors > maxRetries) return attempt;
         waitMs = backoffMs(serverErrors);
       } else {
         return attempt;
@@ -124,10 +129,11 @@ export class HomeserverHttp {
     // is read: AbortSignal.timeout/any would keep every request's timer alive for the whole timeout.
     const controller = new AbortController();
     let timedOut = false;
+    const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs;
     const timer = setTimeout(() => {
       timedOut = true;
       controller.abort();
-    }, this.opts.timeoutMs);
+    }, timeoutMs);
     const onCancel = (): void => controller.abort();
     opts.signal?.addEventListener('abort', onCancel, { once: true });
     if (opts.signal?.aborted) controller.abort();
@@ -149,7 +155,7 @@ export class HomeserverHttp {
     } catch (err) {
       const cancelled = opts.signal?.aborted === true;
       const cause = (err as { cause?: { code?: string } }).cause?.code;
-      const what = cancelled ? 'cancelled' : timedOut ? `no answer within ${this.opts.timeoutMs < 10_000 ? `${this.opts.timeoutMs} ms` : `${Math.round(this.opts.timeoutMs / 1000)}s`}` : `cannot reach the homeserver (${cause ?? (err as Error).message})`;
+      const what = cancelled ? 'cancelled' : timedOut ? `no answer within ${timeoutMs < 10_000 ? `${timeoutMs} ms` : `${Math.round(timeoutMs / 1000)}s`}` : `cannot reach the homeserver (${cause ?? (err as Error).message})`;
       return { ok: false, error: httpFailure(0, cancelled ? 'E_CANCELLED' : timedOut ? 'E_TIMEOUT' : 'E_NETWORK', `${method} ${redactPath(new URL(url).pathname)}: ${what}`, undefined) };
     } finally {
       clearTimeout(timer);
