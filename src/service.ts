@@ -16,6 +16,7 @@ import { HomeserverHttp, path } from './homeserver/http.ts';
 import { SynapseAdmin } from './homeserver/synapse-admin.ts';
 import { assembleRecovery, type RecoveryCore } from './recovery/wiring.ts';
 import { snapshotJob } from './snapshot/snapshot-job.ts';
+import { restoreRoomsJob } from './restore/restore-rooms.ts';
 import { federationProvider, type FederationProvider } from './federation/federation-access.ts';
 import { JobStore } from './jobs/job-store.ts';
 import { JobRunner } from './jobs/runner.ts';
@@ -75,6 +76,7 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
       dumpRoomsJob({ admin, jobs, federation, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION }),
       snapshotJob({ admin, client, serverName: config.homeserver.serverName, dumpsDir: config.storage.dumps }),
       ...recovery.jobs,
+      restoreRoomsJob({ db, http, client, federation, serverName: config.homeserver.serverName, botUserId }),
     ],
     concurrency: config.jobs.concurrency,
     log,

@@ -4,6 +4,8 @@ import { path, type HomeserverHttp } from '../homeserver/http.ts';
 import type { JobResult } from '../jobs/job-store.ts';
 import type { JobContext, JobDefinition } from '../jobs/runner.ts';
 import type { Db } from '../store/database.ts';
+import { CREATED_ROOM_KEY } from '../admin-room/admin-room.ts';
+import { KeyValueStore } from '../store/kv.ts';
 import { errorMessage, failure, ok, type Result } from '../util/result.ts';
 import { openArchive, roomArchiveDir, surveyRoomArchive, type ArchiveCounts } from './room-archive.ts';
 import { readRoomDocument, validateRoomDump, type RoomDumpIndex } from './room-dump-reader.ts';
@@ -61,7 +63,7 @@ interface Survey {
  * room file) and, with --archive, every line of the archive of each room to recreate. Any problem
  * fails the job with nothing restored.
  */
-async function survey(args: RestoreRoomsArgs, serverName: string): Promise<Result<{ index: RoomDumpIndex; rooms: Survey[] }>> {
+async function survey(args: RestoreRoomsArgs, serverName: string, stewardRooms: ReadonlySet<string>): Promise<Result<{ index: RoomDumpIndex; rooms: Survey[] }>> {
   const index = await validateRoomDump(args.dump, serverName);
   if (!index.ok) return index;
   const wanted = new Set(args.rooms);
@@ -74,7 +76,10 @@ async function survey(args: RestoreRoomsArgs, serverName: string): Promise<Resul
     if (wanted.size > 0 && !wanted.has(entry.roomId)) continue;
     const doc = await readRoomDocument(index.value, entry.file);
     if (!doc.ok) return doc;
-    const plan = planRoom(doc.value, serverName);
+    // Steward makes itself a new admin room when it starts; the old one is not worth bringing back.
+    const plan: RoomPlan = stewardRooms.has(doc.value.roomId)
+      ? { kind: 'skip', roomId: doc.value.roomId, reason: 'Steward\'s own admin room: Steward makes a new one when it starts' }
+      : planRoom(doc.value, serverName);
     let roomArchive: Survey['archive'] = null;
     if (archive?.ok && plan.kind === 'recreate') {
       const dir = await roomArchiveDir(archive.value, plan.roomId);
@@ -117,7 +122,8 @@ export function restoreRoomsJob(deps: RestoreRoomsDeps): JobDefinition {
     },
     async run(ctx: JobContext): Promise<Result<JobResult>> {
       const args = parseRestoreRoomsArgs(ctx.job.args);
-      const surveyed = await survey(args, deps.serverName);
+      const ownRoom = new KeyValueStore(deps.db).get(CREATED_ROOM_KEY);
+      const surveyed = await survey(args, deps.serverName, new Set(ownRoom ? [ownRoom] : []));
       if (!surveyed.ok) return { ok: false, error: failure(surveyed.error.code, `Nothing was restored: ${surveyed.error.human}`, surveyed.error.log) };
       const rooms = surveyed.value.rooms;
       ctx.setTotal(rooms.length);

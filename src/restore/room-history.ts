@@ -151,7 +151,10 @@ export async function importHistory(
     const ev = entry.event;
     const sender = String(ev.sender);
     const byBot = !canPost.has(sender);
-    const raw = isJsonObject(ev.content) ? ev.content : {};
+    let raw = isJsonObject(ev.content) ? ev.content : {};
+    // A message redacted before it was archived has no content left; Synapse wants a body. The
+    // archived redaction that follows redacts the copy, as it did the original.
+    if (entry.steward?.redacted && ev.type === 'm.room.message' && typeof raw.body !== 'string') raw = { ...raw, msgtype: 'm.text', body: '' };
     const mapped = mapRelations(raw, map);
     relationsLeftUnmapped += mapped.unmapped;
     const marker: Record<string, unknown> = { event_id: entry.event_id, origin_server_ts: entry.origin_server_ts, room_id: entry.room_id };
