@@ -24,6 +24,7 @@ import { assembleArchive, type ArchiveCore } from './archive/wiring.ts';
 import { NO_VIEWS } from './archive/views-hook.ts';
 import { snapshotJob } from './snapshot/snapshot-job.ts';
 import { restoreUsersJob } from './restore/restore-users.ts';
+import { restoreRoomsJob } from './restore/restore-rooms.ts';
 import { federationProvider, type FederationProvider } from './federation/federation-access.ts';
 import { JobStore } from './jobs/job-store.ts';
 import { JobRunner } from './jobs/runner.ts';
@@ -94,6 +95,7 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
       ...recovery.jobs,
       ...archive.jobs,
       restoreUsersJob({ admin, client, account: new AccountApi(http), db, botUserId, serverName: config.homeserver.serverName, synapseDatabase: config.synapse.database, reportsDir: join(config.storage.dumps, 'restore-reports') }),
+      restoreRoomsJob({ db, http, client, federation, serverName: config.homeserver.serverName, botUserId }),
     ],
     concurrency: config.jobs.concurrency,
     log,

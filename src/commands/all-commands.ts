@@ -6,6 +6,7 @@ import { LINKED_COMMANDS } from '../linked/commands.ts';
 import { FED_COMMANDS } from '../federation-commands/fed-commands.ts';
 import { ARCHIVE_COMMANDS } from '../archive/archive-commands.ts';
 import { RESTORE_COMMANDS } from '../restore/restore-commands.ts';
+import { restoreRoomsCommand } from '../restore/restore-rooms-command.ts';
 import type { Command } from './types.ts';
 
 /** Every command, for both front ends; each declares where it may run. */
@@ -23,4 +24,5 @@ export const ALL_COMMANDS: readonly Command[] = [
   ...FED_COMMANDS,
   ...ARCHIVE_COMMANDS,
   ...RESTORE_COMMANDS,
+  restoreRoomsCommand,
 ];
