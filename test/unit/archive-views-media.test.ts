@@ -142,3 +142,50 @@ function json(res: import('node:http').ServerResponse, status: number, body: unk
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(JSON.stringify(body));
 }
+
+describe('HomeserverHttp.stream (media downloads)', () => {
+  let server: Server;
+  let base: string;
+  let answers: ((res: import('node:http').ServerResponse) => void)[];
+
+  before(async () => {
+    server = createServer((_req, res) => (answers.length > 1 ? answers.shift()! : answers[0]!)(res));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  async function drain(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for await (const c of body) parts.push(Buffer.from(c));
+    return Buffer.concat(parts);
+  }
+
+  it('retries a 503 before the body and then streams it', async () => {
+    answers = [(res) => json(res, 503, { errcode: 'M_UNKNOWN' }), (res) => { res.writeHead(200); res.end('bytes'); }];
+    const http = new HomeserverHttp({ baseUrl: base, token: 't', timeoutMs: 2000, maxRetries: 2, log });
+    const got = await http.stream('/x');
+    assert.ok(got.ok);
+    assert.equal((await drain(got.value.body)).toString(), 'bytes');
+  });
+
+  it('gives up on a transfer that stops sending, with a clear message', async () => {
+    answers = [(res) => { res.writeHead(200); res.write('part'); }];
+    const http = new HomeserverHttp({ baseUrl: base, token: 't', timeoutMs: 300, maxRetries: 0, log });
+    const got = await http.stream('/x');
+    assert.ok(got.ok);
+    await assert.rejects(drain(got.value.body), /GET \/x: no data within/);
+  });
+
+  it('answers a 404 as a value with the errcode', async () => {
+    answers = [(res) => json(res, 404, { errcode: 'M_NOT_FOUND', error: 'nope' })];
+    const http = new HomeserverHttp({ baseUrl: base, token: 't', timeoutMs: 2000, maxRetries: 0, log });
+    const got = await http.stream('/x');
+    assert.equal(got.ok, false);
+    if (!got.ok) assert.deepEqual([got.error.status, got.error.errcode], [404, 'M_NOT_FOUND']);
+  });
+});

@@ -118,7 +118,10 @@ export class ArchiveIndex {
     this.eventDay = db.prepare<[string, string], { day: string; thread_root: string | null }>('SELECT day, thread_root FROM events WHERE room_id = ? AND event_id = ?');
   }
 
+  /** Writes only when something differs: a run with nothing new leaves archive.sqlite untouched. */
   upsertRoom(roomId: string, roomVersion: string, dir: string): void {
+    const row = this.db.prepare<[string], { room_version: string; dir: string }>('SELECT room_version, dir FROM rooms WHERE room_id = ?').get(roomId);
+    if (row && row.room_version === roomVersion && row.dir === dir) return;
     this.db.prepare('INSERT INTO rooms (room_id, room_version, dir) VALUES (?, ?, ?) ON CONFLICT (room_id) DO UPDATE SET room_version = excluded.room_version, dir = excluded.dir').run(roomId, roomVersion, dir);
   }
 
