@@ -3,7 +3,7 @@ import { dumpRoomsCommand, dumpUsersCommand } from '../dump/dump-commands.ts';
 import { snapshotCommand } from '../snapshot/snapshot-command.ts';
 import { RECOVERY_COMMANDS } from '../recovery/recovery-commands.ts';
 import { LINKED_COMMANDS } from '../linked/commands.ts';
-import { FED_COMMANDS } from '../fed/fed-commands.ts';
+import { FED_COMMANDS } from '../federation-commands/fed-commands.ts';
 import { archiveSearchCommand } from '../archive/archive-search-command.ts';
 import type { Command } from './types.ts';
 
