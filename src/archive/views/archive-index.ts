@@ -45,6 +45,7 @@ const SCHEMA = `
   CREATE INDEX events_reply_to ON events (reply_to);
   CREATE INDEX events_thread_root ON events (thread_root);
   CREATE INDEX events_sender ON events (room_id, sender, ts);
+  CREATE INDEX events_sender_depth ON events (room_id, sender, depth);
   CREATE TABLE members (
     event_id TEXT PRIMARY KEY,
     room_id TEXT NOT NULL,
@@ -55,7 +56,7 @@ const SCHEMA = `
     displayname TEXT,
     avatar_url TEXT
   );
-  CREATE INDEX members_over_time ON members (room_id, user_id, ts, depth);
+  CREATE INDEX members_over_time ON members (room_id, user_id, depth, ts);
   CREATE TABLE event_media (
     event_id TEXT NOT NULL,
     room_id TEXT NOT NULL,
@@ -138,7 +139,7 @@ export class ArchiveIndex {
    * Adds one event (once: an event id already indexed is ignored) and returns the days whose
    * markdown it changes: its own, and the day of the event it edits, reacts to, redacts or
    * answers in a thread; for a member event, the days of the member's later events up to their
-   * next member event (their name "as it was then" may have changed).
+   * next member event in room order (their name "as it was then" may have changed).
    */
   add(f: EventFacts, touched: Set<string>): void {
     const info = this.insertEvent.run({
@@ -170,12 +171,12 @@ export class ArchiveIndex {
         typeof c.membership === 'string' ? c.membership : null,
         typeof c.displayname === 'string' ? c.displayname : null,
         typeof c.avatar_url === 'string' ? c.avatar_url : null);
-      const next = this.db.prepare<[string, string, number, number, number], { ts: number }>(
-        'SELECT ts FROM members WHERE room_id = ? AND user_id = ? AND (ts > ? OR (ts = ? AND depth > ?)) ORDER BY ts, depth LIMIT 1',
-      ).get(f.roomId, f.stateKey, f.ts, f.ts, f.depth);
+      const next = this.db.prepare<[string, string, number, string], { depth: number }>(
+        'SELECT depth FROM members WHERE room_id = ? AND user_id = ? AND depth >= ? AND event_id != ? ORDER BY depth, ts LIMIT 1',
+      ).get(f.roomId, f.stateKey, f.depth, f.eventId);
       const later = this.db.prepare<[string, string, number, number], { day: string }>(
-        'SELECT DISTINCT day FROM events WHERE room_id = ? AND sender = ? AND ts >= ? AND ts <= ?',
-      ).all(f.roomId, f.stateKey, f.ts, next?.ts ?? Number.MAX_SAFE_INTEGER);
+        'SELECT DISTINCT day FROM events WHERE room_id = ? AND sender = ? AND depth >= ? AND depth <= ?',
+      ).all(f.roomId, f.stateKey, f.depth, next?.depth ?? Number.MAX_SAFE_INTEGER);
       for (const row of later) touched.add(row.day);
     }
   }

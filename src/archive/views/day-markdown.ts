@@ -47,11 +47,12 @@ export class DayRenderer {
       related: db.prepare<[string, string, string], Row>(`SELECT * FROM events WHERE room_id = ? AND relates_to = ? AND relation = ? ${ORDER}`),
       redactions: db.prepare<[string, string], Row>(`SELECT * FROM events WHERE room_id = ? AND redacts = ? AND type = 'm.room.redaction' ${ORDER}`),
       thread: db.prepare<[string, string], Row>(`SELECT * FROM events WHERE room_id = ? AND thread_root = ? ${ORDER}`),
+      // Room order is (depth, ts), as docs/dump-format.md says: timestamps can be set by appservices or lie.
       member: db.prepare<[string, string, number, number, number], { displayname: string | null; membership: string | null }>(
-        'SELECT displayname, membership FROM members WHERE room_id = ? AND user_id = ? AND (ts < ? OR (ts = ? AND depth <= ?)) ORDER BY ts DESC, depth DESC, event_id DESC LIMIT 1',
+        'SELECT displayname, membership FROM members WHERE room_id = ? AND user_id = ? AND (depth < ? OR (depth = ? AND ts <= ?)) ORDER BY depth DESC, ts DESC, event_id DESC LIMIT 1',
       ),
-      memberBefore: db.prepare<[string, string, number, number, number], { displayname: string | null; membership: string | null }>(
-        'SELECT displayname, membership FROM members WHERE room_id = ? AND user_id = ? AND (ts < ? OR (ts = ? AND depth < ?)) ORDER BY ts DESC, depth DESC, event_id DESC LIMIT 1',
+      memberBefore: db.prepare<[string, string, number, number, number, string], { displayname: string | null; membership: string | null }>(
+        'SELECT displayname, membership FROM members WHERE room_id = ? AND user_id = ? AND (depth < ? OR (depth = ? AND ts <= ?)) AND event_id != ? ORDER BY depth DESC, ts DESC, event_id DESC LIMIT 1',
       ),
       roomName: db.prepare<[string, number], { content: string }>(
         "SELECT content FROM events WHERE room_id = ? AND type = 'm.room.name' AND state_key = '' AND ts < ? ORDER BY ts DESC, depth DESC, event_id DESC LIMIT 1",
@@ -240,7 +241,7 @@ export class DayRenderer {
         return `${who} created the room`;
       case 'm.room.member': {
         const target = row.state_key ?? '';
-        const before = this.q.memberBefore.get(row.room_id, target, row.ts, row.ts, row.depth);
+        const before = this.q.memberBefore.get(row.room_id, target, row.depth, row.depth, row.ts, row.event_id);
         const membership = str(c.membership);
         const newName = str(c.displayname);
         const self = target === row.sender;
@@ -270,9 +271,9 @@ export class DayRenderer {
     return null;
   }
 
-  /** The sender's display name as it was when the event was sent (a member event before it counts). */
+  /** The sender's display name as it was when the event was sent (a member event before it in room order counts). */
   private name(row: Row): string {
-    const m = this.q.member.get(row.room_id, row.sender, row.ts, row.ts, row.depth);
+    const m = this.q.member.get(row.room_id, row.sender, row.depth, row.depth, row.ts);
     const dn = m?.displayname?.trim();
     return inline(dn ? dn : row.sender);
   }
