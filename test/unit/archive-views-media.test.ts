@@ -47,6 +47,7 @@ describe('archive views: media', () => {
       const id = dl?.[1];
       if (id) downloads.push(id);
       const body = id === 'cat' || id === 'cat2' || id === 'lying' ? CAT : id === 'enc' ? ENC : id === 'big' ? BIG : id === 'late' && lateAvailable ? CAT : null;
+      if (id === 'late' && !lateAvailable) return json(res, 502, { errcode: 'M_UNKNOWN', error: 'remote unreachable' });
       if (!body) return json(res, 404, { errcode: 'M_NOT_FOUND', error: 'Not found' });
       res.writeHead(200, { 'content-type': id === 'enc' ? 'application/octet-stream' : 'image/png', 'content-disposition': `inline; filename="${id}.bin"`, 'content-length': body.length });
       res.end(body);
@@ -63,6 +64,7 @@ describe('archive views: media', () => {
       r1.event('m.room.message', A, { msgtype: 'm.video', body: 'huge.mp4', url: 'mxc://hs.test/big' }, DAY1 + 3 * MINUTE),
       r1.event('m.room.message', A, { msgtype: 'm.image', body: 'gone.png', url: 'mxc://hs.test/late' }, DAY1 + 4 * MINUTE),
       r1.event('m.room.message', A, { msgtype: 'm.image', body: 'lie.png', url: 'mxc://hs.test/lying' }, DAY1 + 5 * MINUTE),
+      r1.event('m.room.message', A, { msgtype: 'm.image', body: 'deleted.png', url: 'mxc://hs.test/deleted' }, DAY1 + 6 * MINUTE),
     );
     r2.append(r2.event('m.room.message', A, { msgtype: 'm.image', body: 'same cat', url: 'mxc://hs.test/cat' }, DAY1));
     const v = createArchiveViews({ out, media: true, http, log, mediaMaxBytes: 1024 * 1024 });
@@ -81,7 +83,7 @@ describe('archive views: media', () => {
     const s1 = await views.roomAppended(r1.room, [], signal);
     assert.ok(s1.ok);
     const failed = new Map(s1.value.itemFailures.map((f) => [f.item, f.failure.code]));
-    assert.deepEqual(failed, new Map([['mxc://hs.test/big', 'E_MEDIA_TOO_LARGE'], ['mxc://hs.test/late', 'M_NOT_FOUND'], ['mxc://hs.test/lying', 'E_MEDIA_HASH']]));
+    assert.deepEqual(failed, new Map([['mxc://hs.test/big', 'E_MEDIA_TOO_LARGE'], ['mxc://hs.test/deleted', 'M_NOT_FOUND'], ['mxc://hs.test/late', 'M_UNKNOWN'], ['mxc://hs.test/lying', 'E_MEDIA_HASH']]));
     const s2 = await views.roomAppended(r2.room, [], signal);
     assert.ok(s2.ok);
     assert.deepEqual(s2.value.itemFailures, []);
@@ -107,7 +109,7 @@ describe('archive views: media', () => {
     assert.ok(md.includes('video: huge.mp4 (`mxc://hs.test/big`, not downloaded)'), md);
   });
 
-  it('retries what failed on the next run and re-renders the day that shows it', async () => {
+  it('retries what failed on the next run (not what the server does not have) and re-renders the day that shows it', async () => {
     lateAvailable = true;
     const before = downloads.length;
     const s = await views.roomAppended(r1.room, [], signal);
@@ -126,7 +128,8 @@ describe('archive views: media', () => {
     views = v.value;
     const before = downloads.length;
     await views.roomAppended(r1.room, [], signal);
-    assert.deepEqual(downloads.slice(before).sort(), ['big', 'lying']);
+    // What the server did not have is asked for once more: that memory lives only in the index.
+    assert.deepEqual(downloads.slice(before).sort(), ['big', 'deleted', 'lying']);
     assert.ok(existsSync(r1.mdPath('2026-11-28')));
   });
 

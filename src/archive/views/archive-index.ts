@@ -74,6 +74,11 @@ const SCHEMA = `
     upload_name TEXT,
     encrypted INTEGER NOT NULL
   );
+  -- Media the server says it does not have (M_NOT_FOUND): reported once, not asked for again.
+  CREATE TABLE media_missing (
+    mxc TEXT PRIMARY KEY,
+    error TEXT NOT NULL
+  );
   CREATE TABLE files (
     path TEXT PRIMARY KEY,
     offset INTEGER NOT NULL

@@ -187,7 +187,8 @@ export class ArchiveViewSet implements ArchiveViews {
 
   private async fetchMedia(roomId: string, touched: Map<string, Set<string>>, failures: ItemFailure[], signal: AbortSignal): Promise<number> {
     const pending = this.index.db.prepare<[string], { mxc: string; encrypted: number }>(
-      'SELECT em.mxc, MAX(em.encrypted) AS encrypted FROM event_media em LEFT JOIN media m ON m.mxc = em.mxc WHERE em.room_id = ? AND m.mxc IS NULL GROUP BY em.mxc ORDER BY em.mxc',
+      `SELECT em.mxc, MAX(em.encrypted) AS encrypted FROM event_media em LEFT JOIN media m ON m.mxc = em.mxc
+        WHERE em.room_id = ? AND m.mxc IS NULL AND em.mxc NOT IN (SELECT mxc FROM media_missing) GROUP BY em.mxc ORDER BY em.mxc`,
     ).all(roomId);
     let stored = 0;
     for (const p of pending) {
@@ -195,6 +196,8 @@ export class ArchiveViewSet implements ArchiveViews {
       const got = await this.media!.download(p.mxc, p.encrypted === 1, signal);
       if (!got.ok) {
         failures.push({ item: p.mxc, failure: got.error });
+        // Gone for good (deleted, or never there): other failures are tried again on the next run.
+        if (got.error.code === 'M_NOT_FOUND') this.index.db.prepare('INSERT OR IGNORE INTO media_missing (mxc, error) VALUES (?, ?)').run(p.mxc, got.error.human);
         continue;
       }
       this.recordMedia(got.value);
