@@ -15,6 +15,8 @@ import { ClientApi } from './homeserver/client-api.ts';
 import { HomeserverHttp, path } from './homeserver/http.ts';
 import { SynapseAdmin } from './homeserver/synapse-admin.ts';
 import { assembleRecovery, type RecoveryCore } from './recovery/wiring.ts';
+import { assembleArchive, type ArchiveCore } from './archive/wiring.ts';
+import { NO_VIEWS } from './archive/views-hook.ts';
 import { snapshotJob } from './snapshot/snapshot-job.ts';
 import { federationProvider, type FederationProvider } from './federation/federation-access.ts';
 import { JobStore } from './jobs/job-store.ts';
@@ -48,6 +50,8 @@ export interface Core {
   readonly recovery: RecoveryCore;
   /** Linked accounts: links, directory, invite and receipt mirroring (src/linked). */
   readonly linked: LinkedAccounts;
+  /** Room history archive: its store, job and schedule (src/archive). */
+  readonly archive: ArchiveCore;
   synapseVersion: string | null;
 }
 
@@ -68,6 +72,8 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
   const federation = federationProvider(config, log, `Steward/${STEWARD_VERSION}`);
   const recovery = assembleRecovery({ config, registration, db, http, federation, log, userAgent: `Steward/${STEWARD_VERSION}` });
   const linked = new LinkedAccounts(db, config, log);
+  const kv = new KeyValueStore(db);
+  const archive = assembleArchive({ config, db, http, admin, kv, jobs, log, views: () => ok(NO_VIEWS) });
   const runner = new JobRunner({
     store: jobs,
     definitions: [
@@ -75,11 +81,12 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
       dumpRoomsJob({ admin, jobs, federation, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION }),
       snapshotJob({ admin, client, serverName: config.homeserver.serverName, dumpsDir: config.storage.dumps }),
       ...recovery.jobs,
+      ...archive.jobs,
     ],
     concurrency: config.jobs.concurrency,
     log,
   });
-  return { config, registration, log, db, kv: new KeyValueStore(db), jobs, http, admin, client, runner, botUserId, federation, startedTs: Date.now(), recovery, linked, synapseVersion: null };
+  return { config, registration, log, db, kv, jobs, http, admin, client, runner, botUserId, federation, startedTs: Date.now(), recovery, linked, archive, synapseVersion: null };
 }
 
 export type BaseContext = Omit<CommandContext, 'frontEnd' | 'sender' | 'roomId' | 'commandEventId'>;
@@ -93,7 +100,7 @@ export function commandContext(core: Core): BaseContext {
     startedTs: core.startedTs,
     synapseVersion: core.synapseVersion,
   });
-  return { config: core.config, jobs: core.jobs, runner: core.runner, commands: ALL_COMMANDS, status, federation: core.federation, recovery: core.recovery, linked: core.linked };
+  return { config: core.config, jobs: core.jobs, runner: core.runner, commands: ALL_COMMANDS, status, federation: core.federation, recovery: core.recovery, linked: core.linked, archive: core.archive };
 }
 
 /** The bot must exist and be a Synapse admin before anything else can work. */
@@ -185,6 +192,8 @@ export async function startService(config: StewardConfig, registration: Registra
     if (!(await messenger.notice(statusRoomId, message))) throw new Error('the status room notice was not sent');
   });
   const resumed = core.runner.resumePending('room');
+  // archive.schedule: a scheduled archive reports in the status room like any room job.
+  const archiveSchedule = core.archive.startSchedule((args) => core.runner.submit({ type: 'archive', args: { ...args }, origin: 'room', roomId: statusRoomId }).job);
   router.kick();
   inbox.prune(INBOX_RETENTION_MS);
   const pruneTimer = setInterval(() => inbox.prune(INBOX_RETENTION_MS), 3600_000).unref();
@@ -210,6 +219,7 @@ export async function startService(config: StewardConfig, registration: Registra
     statusRoomId,
     async stop() {
       clearInterval(pruneTimer);
+      archiveSchedule.stop();
       catchUpAbort.abort();
       await linkedCatchUp;
       await new Promise<void>((resolve) => server.close(() => resolve()));

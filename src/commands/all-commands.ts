@@ -4,6 +4,7 @@ import { snapshotCommand } from '../snapshot/snapshot-command.ts';
 import { RECOVERY_COMMANDS } from '../recovery/recovery-commands.ts';
 import { LINKED_COMMANDS } from '../linked/commands.ts';
 import { FED_COMMANDS } from '../federation-commands/fed-commands.ts';
+import { ARCHIVE_COMMANDS } from '../archive/archive-commands.ts';
 import { archiveSearchCommand } from '../archive/archive-search-command.ts';
 import type { Command } from './types.ts';
 
@@ -20,5 +21,6 @@ export const ALL_COMMANDS: readonly Command[] = [
   ...RECOVERY_COMMANDS,
   ...LINKED_COMMANDS,
   ...FED_COMMANDS,
+  ...ARCHIVE_COMMANDS,
   archiveSearchCommand,
 ];

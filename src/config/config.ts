@@ -6,6 +6,7 @@ import { parseRecoveryConfig, type RecoveryConfig } from '../recovery/recovery-c
 import { fail, ok, type Result } from '../util/result.ts';
 import { parseCidr } from '../federation/address-guard.ts';
 import { parseLinkedAccountsConfig, type LinkedAccountsConfig } from '../linked/linked-config.ts';
+import { parseArchiveConfig, type ArchiveConfig } from '../archive/archive-config.ts';
 
 export interface StewardConfig {
   readonly homeserver: {
@@ -62,6 +63,8 @@ export interface StewardConfig {
   readonly recovery: RecoveryConfig;
   /** Linked accounts: mirror invites and read receipts across one person's Matrix IDs (src/linked). */
   readonly linkedAccounts: LinkedAccountsConfig;
+  /** Room history archive (src/archive). */
+  readonly archive: ArchiveConfig;
 }
 
 const MXID = /^@[^:\s]+:[^\s]+$/;
@@ -72,7 +75,7 @@ const LOG_LEVELS = /^(trace|debug|info|warn|error|fatal|silent)$/;
 /** Validates parsed YAML; `baseDir` anchors relative paths (the config file's folder). */
 export function parseConfig(raw: unknown, baseDir: string): Result<StewardConfig> {
   const r = new ConfigReader();
-  const root = r.section(raw ?? {}, '', ['homeserver', 'appservice', 'admin_room', 'storage', 'jobs', 'requests', 'logging', 'federation', 'recovery', 'linked_accounts']);
+  const root = r.section(raw ?? {}, '', ['homeserver', 'appservice', 'admin_room', 'storage', 'jobs', 'requests', 'logging', 'federation', 'recovery', 'linked_accounts', 'archive']);
 
   const hs = r.section(root?.homeserver, 'homeserver', ['url', 'server_name'], true);
   const url = r.string(hs, 'homeserver', 'url', { pattern: /^https?:\/\/[^\s/]+(\/[^\s]*)?$/, expect: 'an http(s) URL such as http://127.0.0.1:8008' });
@@ -138,11 +141,12 @@ export function parseConfig(raw: unknown, baseDir: string): Result<StewardConfig
 
   const recovery = parseRecoveryConfig(r, root?.recovery, baseDir, storage.dumps);
   const linkedAccounts = parseLinkedAccountsConfig(r, root?.linked_accounts);
+  const archive = parseArchiveConfig(r, root?.archive, baseDir, requests.concurrency);
 
   if (r.problems.length > 0) {
     return fail('E_BAD_CONFIG', `The configuration has ${r.problems.length} problem(s):\n- ${r.problems.join('\n- ')}`);
   }
-  return ok({ homeserver: { url: url.replace(/\/+$/, ''), serverName }, appservice, adminRoom, storage, jobs, requests, logging, federation, recovery, linkedAccounts });
+  return ok({ homeserver: { url: url.replace(/\/+$/, ''), serverName }, appservice, adminRoom, storage, jobs, requests, logging, federation, recovery, linkedAccounts, archive });
 }
 
 export async function loadConfig(path: string): Promise<Result<StewardConfig>> {
