@@ -11,8 +11,7 @@ const DEFAULT_LIMIT = 20;
 
 /** The archive folder a command works on: --out, else archive.out from the config. */
 function archiveOut(ctx: CommandContext, flag: string | undefined): string {
-  // TODO(merge): ctx.config.archive.out once the archive config lands.
-  const configured = (ctx.config as unknown as { archive?: { out: string } }).archive?.out ?? resolve(ctx.config.storage.dumps, '..', 'archive');
+  const configured = ctx.config.archive.out;
   if (flag === undefined) return configured;
   return isAbsolute(flag) ? flag : ctx.frontEnd === 'terminal' ? resolve(flag) : resolve(configured, flag);
 }
