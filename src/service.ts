@@ -21,7 +21,7 @@ import { adminTokenNeeded, adminTokenRefused, detectAuthDelegation, issueTokenSt
 import { waitForHomeserver } from './homeserver/wait-for-homeserver.ts';
 import { assembleRecovery, type RecoveryCore } from './recovery/wiring.ts';
 import { assembleArchive, type ArchiveCore } from './archive/wiring.ts';
-import { NO_VIEWS } from './archive/views-hook.ts';
+import { createArchiveViews } from './archive/views/archive-views.ts';
 import { snapshotJob } from './snapshot/snapshot-job.ts';
 import { restoreUsersJob } from './restore/restore-users.ts';
 import { restoreRoomsJob } from './restore/restore-rooms.ts';
@@ -85,7 +85,7 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
   const recovery = assembleRecovery({ config, registration, db, http, federation, log, userAgent: `Steward/${STEWARD_VERSION}` });
   const linked = new LinkedAccounts(db, config, log);
   const kv = new KeyValueStore(db);
-  const archive = assembleArchive({ config, db, http, admin, kv, jobs, log, views: () => ok(NO_VIEWS) });
+  const archive = assembleArchive({ config, db, http, admin, kv, jobs, log, views: (opts) => createArchiveViews({ ...opts, http, log, mediaMaxBytes: config.archive.mediaMaxMb * 1024 * 1024 }) });
   const runner = new JobRunner({
     store: jobs,
     definitions: [

@@ -17,10 +17,12 @@ export interface ArchiveConfig {
   readonly pageSize: number;
   /** Synapse's homeserver.yaml, to read redaction_retention_period. */
   readonly synapseConfig: string | undefined;
+  /** Media larger than this many MiB are not downloaded (a per-item failure says so). */
+  readonly mediaMaxMb: number;
 }
 
 export function parseArchiveConfig(r: ConfigReader, raw: unknown, baseDir: string, defaultConcurrency: number): ArchiveConfig {
-  const ar = r.section(raw, 'archive', ['out', 'schedule', 'media', 'concurrency', 'page_size', 'synapse_config']);
+  const ar = r.section(raw, 'archive', ['out', 'schedule', 'media', 'concurrency', 'page_size', 'synapse_config', 'media_max_mb']);
   const scheduleText = r.optionalString(ar, 'archive', 'schedule', { pattern: /^daily ([01]\d|2[0-3]):([0-5]\d)$/, expect: SCHEDULE_EXPECT });
   const synapseConfig = r.optionalString(ar, 'archive', 'synapse_config');
   return {
@@ -31,5 +33,6 @@ export function parseArchiveConfig(r: ConfigReader, raw: unknown, baseDir: strin
     concurrency: r.integer(ar, 'archive', 'concurrency', { default: defaultConcurrency, min: 1, max: 64 }),
     pageSize: r.integer(ar, 'archive', 'page_size', { default: 1000, min: 1, max: 1000 }),
     synapseConfig: synapseConfig === undefined ? undefined : resolve(baseDir, synapseConfig),
+    mediaMaxMb: r.integer(ar, 'archive', 'media_max_mb', { default: 100, min: 1, max: 1_000_000 }),
   };
 }

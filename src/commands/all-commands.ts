@@ -7,6 +7,7 @@ import { FED_COMMANDS } from '../federation-commands/fed-commands.ts';
 import { ARCHIVE_COMMANDS } from '../archive/archive-commands.ts';
 import { RESTORE_COMMANDS } from '../restore/restore-commands.ts';
 import { restoreRoomsCommand } from '../restore/restore-rooms-command.ts';
+import { archiveSearchCommand } from '../archive/archive-search-command.ts';
 import type { Command } from './types.ts';
 
 /** Every command, for both front ends; each declares where it may run. */
@@ -25,4 +26,5 @@ export const ALL_COMMANDS: readonly Command[] = [
   ...ARCHIVE_COMMANDS,
   ...RESTORE_COMMANDS,
   restoreRoomsCommand,
+  archiveSearchCommand,
 ];

@@ -29,6 +29,13 @@ export interface RequestOptions {
   readonly timeoutMs?: number;
 }
 
+/** A successful answer whose body is read chunk by chunk. */
+export interface StreamedBody {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: AsyncIterable<Uint8Array>;
+}
+
 export interface HttpClientOptions {
   readonly baseUrl: string;
   readonly token: string;
@@ -87,13 +94,26 @@ export class HomeserverHttp {
   }
 
   async request<T>(method: string, urlPath: string, opts: RequestOptions = {}): Promise<Result<T, HttpFailure>> {
+    return this.withRetries(method, urlPath, opts, (url) => this.once<T>(method, url, opts));
+  }
+
+  /**
+   * A GET whose body is read as a stream (media downloads: never a whole file in memory). Retries
+   * like `request` until the headers arrive; then the timeout counts the time between chunks, and
+   * the body's iterator throws if the transfer stops or is cancelled. Consume it to its end or break.
+   */
+  async stream(urlPath: string, opts: RequestOptions = {}): Promise<Result<StreamedBody, HttpFailure>> {
+    return this.withRetries('GET', urlPath, opts, (url) => this.onceStream(url, opts));
+  }
+
+  private async withRetries<T>(method: string, urlPath: string, opts: RequestOptions, attemptOnce: (url: string) => Promise<Result<T, HttpFailure>>): Promise<Result<T, HttpFailure>> {
     const url = this.buildUrl(urlPath, opts);
     const idempotent = opts.idempotent ?? method !== 'POST';
     const maxRetries = opts.maxRetries ?? this.opts.maxRetries;
     let serverErrors = 0;
     let rateLimits = 0;
     for (;;) {
-      const attempt = await this.once<T>(method, url, opts);
+      const attempt = await attemptOnce(url);
       if (attempt.ok) return attempt;
       const { status } = attempt.error;
       if (opts.signal?.aborted) return attempt;
@@ -161,6 +181,77 @@ export class HomeserverHttp {
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onCancel);
     }
+    return this.answer<T>(method, url, response, text);
+  }
+
+  private async onceStream(url: string, opts: RequestOptions): Promise<Result<StreamedBody, HttpFailure>> {
+    const controller = new AbortController();
+    let timedOut = false;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        timedOut = true;
+        controller.abort();
+      }, this.opts.timeoutMs);
+    };
+    const onCancel = (): void => controller.abort();
+    const release = (): void => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onCancel);
+    };
+    arm();
+    opts.signal?.addEventListener('abort', onCancel, { once: true });
+    if (opts.signal?.aborted) controller.abort();
+    const headers = { authorization: `Bearer ${this.opts.token}`, 'user-agent': this.opts.userAgent ?? 'Steward' };
+    const what = (err: unknown): string => opts.signal?.aborted ? 'cancelled' : timedOut ? `no data within ${Math.round(this.opts.timeoutMs / 1000)}s` : `the transfer broke off (${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message})`;
+    let response: Response;
+    try {
+      response = await fetch(url, { method: 'GET', headers, signal: controller.signal });
+    } catch (err) {
+      release();
+      const code = opts.signal?.aborted ? 'E_CANCELLED' : timedOut ? 'E_TIMEOUT' : 'E_NETWORK';
+      return { ok: false, error: httpFailure(0, code, `GET ${redactPath(new URL(url).pathname)}: ${what(err)}`, undefined) };
+    }
+    if (!response.ok || !response.body) {
+      let text = '';
+      try {
+        text = await response.text();
+      } catch {
+        text = '';
+      } finally {
+        release();
+      }
+      return this.answer<StreamedBody>('GET', url, response, text);
+    }
+    const reader = response.body.getReader();
+    const pathname = redactPath(new URL(url).pathname);
+    async function* chunks(): AsyncGenerator<Uint8Array> {
+      let done = false;
+      try {
+        for (;;) {
+          let next: Awaited<ReturnType<typeof reader.read>>;
+          try {
+            next = await reader.read();
+          } catch (err) {
+            throw new Error(`GET ${pathname}: ${what(err)}`);
+          }
+          if (next.done) {
+            done = true;
+            return;
+          }
+          arm();
+          yield next.value;
+        }
+      } finally {
+        release();
+        if (!done) await reader.cancel().catch(() => undefined);
+      }
+    }
+    return { ok: true, value: { status: response.status, headers: response.headers, body: chunks() } };
+  }
+
+  private answer<T>(method: string, url: string, response: Response, text: string): Result<T, HttpFailure> {
     let parsed: unknown = undefined;
     if (text) {
       try {
