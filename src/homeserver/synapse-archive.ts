@@ -35,17 +35,24 @@ export class SynapseArchiveApi {
   }
 
   /**
-   * The server's current stream position, as a token `/messages` takes as `from`. `/sync` is
-   * refused to an appservice's own user (Synapse raises NotImplementedError); the legacy event
-   * stream, asked without `from` and without waiting, answers with the current token as `end`.
+   * The room's current stream position, as a token `/messages` takes as `from`: the `start` of a
+   * one-event page backwards from the live end. (`/sync` is refused to an appservice's own user,
+   * and its legacy `/events` fails when events arrive during the call.) Paging backwards lets
+   * Synapse consider backfilling; it only does so when a gap is within twice the limit (1) of the
+   * room's newest event, which a room it is fully in never has.
    */
-  async liveToken(opts: RequestOptions = {}): Promise<Result<string, HttpFailure>> {
-    const answer = await this.http.request<{ end?: unknown }>('GET', '/_matrix/client/v3/events', { ...opts, query: { timeout: 0 } });
+  async roomToken(roomId: string, opts: RequestOptions = {}): Promise<Result<string, HttpFailure>> {
+    const answer = await this.http.request<MessagesPage>('GET', path`/_synapse/admin/v1/rooms/${roomId}/messages`, { ...opts, query: { dir: 'b', limit: 1 } });
     if (!answer.ok) return answer;
-    const token = answer.value.end;
+    const token = answer.value.start;
     if (typeof token !== 'string' || token.length === 0) {
-      return { ok: false, error: { status: 200, code: 'E_BAD_ANSWER', human: '/events answered without a token', log: '/events answered without end', errcode: undefined, body: undefined } };
+      return { ok: false, error: { status: 200, code: 'E_BAD_ANSWER', human: '/messages answered without a start token', log: '/messages dir=b answered without start', errcode: undefined, body: undefined } };
     }
     return { ok: true, value: token };
   }
+}
+
+/** The room part of a stream token (`s123` of `s123_4_0_…`): the rest moves with other streams. */
+export function roomKey(token: string): string {
+  return token.split('_')[0]!;
 }

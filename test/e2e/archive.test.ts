@@ -61,11 +61,6 @@ describe('archive', () => {
   });
 
   after(async () => {
-    if (process.env.ARCHIVE_DEBUG) {
-      const log = await readFile(s.hs.logPath, 'utf8');
-      const i = log.indexOf('Traceback');
-      if (i >= 0) console.log(log.slice(i - 500, i + 5000));
-    }
     await s?.steward.stop();
     await s?.hs.cleanup();
   });
