@@ -35,8 +35,8 @@ export class SynapseArchiveApi {
   }
 
   /**
-   * The room's current stream position, as a token `/messages` takes as `from`: the `start` of a
-   * one-event page backwards from the live end. (`/sync` is refused to an appservice's own user,
+   * The room's current stream position, as a token `/messages` takes as `from`: the stream part
+   * of the `start` of a one-event page backwards from the live end. (`/sync` is refused to an appservice's own user,
    * and its legacy `/events` fails when events arrive during the call.) Paging backwards lets
    * Synapse consider backfilling; it only does so when a gap is within twice the limit (1) of the
    * room's newest event, which a room it is fully in never has.
@@ -44,12 +44,24 @@ export class SynapseArchiveApi {
   async roomToken(roomId: string, opts: RequestOptions = {}): Promise<Result<string, HttpFailure>> {
     const answer = await this.http.request<MessagesPage>('GET', path`/_synapse/admin/v1/rooms/${roomId}/messages`, { ...opts, query: { dir: 'b', limit: 1 } });
     if (!answer.ok) return answer;
-    const token = answer.value.start;
-    if (typeof token !== 'string' || token.length === 0) {
+    const token = typeof answer.value.start === 'string' ? streamPosition(answer.value.start) : undefined;
+    if (token === undefined) {
       return { ok: false, error: { status: 200, code: 'E_BAD_ANSWER', human: '/messages answered without a start token', log: '/messages dir=b answered without start', errcode: undefined, body: undefined } };
     }
     return { ok: true, value: token };
   }
+}
+
+/**
+ * A position in the event stream, from the room part of a token: Synapse hands `t<depth>-<stream>`
+ * for a backwards page; `s<stream>` bounds the stream alone, so paging forwards from it yields
+ * every event persisted after it, at whatever depth (`m…` is a multi-writer stream token).
+ */
+export function streamPosition(token: string): string | undefined {
+  const room = roomKey(token);
+  const topological = /^t-?\d+-(\d+)$/.exec(room);
+  if (topological) return `s${topological[1]}`;
+  return /^(s\d+|m\d+~[\d.~]+)$/.test(room) ? room : undefined;
 }
 
 /** The room part of a stream token (`s123` of `s123_4_0_…`): the rest moves with other streams. */
