@@ -5,6 +5,8 @@ import { RECOVERY_COMMANDS } from '../recovery/recovery-commands.ts';
 import { LINKED_COMMANDS } from '../linked/commands.ts';
 import { FED_COMMANDS } from '../federation-commands/fed-commands.ts';
 import { ARCHIVE_COMMANDS } from '../archive/archive-commands.ts';
+import { RESTORE_COMMANDS } from '../restore/restore-commands.ts';
+import { restoreRoomsCommand } from '../restore/restore-rooms-command.ts';
 import { archiveSearchCommand } from '../archive/archive-search-command.ts';
 import type { Command } from './types.ts';
 
@@ -22,5 +24,7 @@ export const ALL_COMMANDS: readonly Command[] = [
   ...LINKED_COMMANDS,
   ...FED_COMMANDS,
   ...ARCHIVE_COMMANDS,
+  ...RESTORE_COMMANDS,
+  restoreRoomsCommand,
   archiveSearchCommand,
 ];
