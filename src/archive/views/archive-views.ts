@@ -33,7 +33,7 @@ export interface SyncSummary {
   readonly itemFailures: readonly ItemFailure[];
 }
 
-const BATCH = 500;
+const BATCH = 5000;
 
 export function indexPath(out: string): string {
   return join(out, 'archive.sqlite');
@@ -140,34 +140,26 @@ export class ArchiveViewSet implements ArchiveViews {
         for (const f of files) this.index.setFileOffset(relative(this.out, f), 0);
       })();
     }
-    let count = 0;
+    // Lines of several files go into one transaction: each commit costs the disk a few syncs.
+    const batch = new Batch(this.index, touched);
     for (const file of files) {
       const rel = relative(this.out, file);
       const from = this.index.fileOffset(rel);
       const size = sizes.get(file)!;
       if (size <= from) continue;
-      count += await this.ingestFile(file, rel, from, size, touched, failures);
+      await this.ingestFile(file, rel, from, size, batch, failures);
     }
-    return count;
+    batch.flush();
+    return batch.count;
   }
 
-  private async ingestFile(file: string, rel: string, from: number, size: number, touched: Set<string>, failures: ItemFailure[]): Promise<number> {
+  private async ingestFile(file: string, rel: string, from: number, size: number, batch: Batch, failures: ItemFailure[]): Promise<void> {
     // Only whole lines: bytes after the last newline are a line still being written.
     const end = await lastNewline(file, from, size);
-    if (end <= from) return 0;
+    if (end <= from) return;
     const input = createReadStream(file, { start: from, end: end - 1, encoding: 'utf8' });
     const reader = createInterface({ input, crlfDelay: Infinity });
     let offset = from;
-    let batch: ArchiveLine[] = [];
-    let count = 0;
-    const flush = (upTo: number): void => {
-      const items = batch;
-      batch = [];
-      this.index.db.transaction(() => {
-        for (const line of items) this.index.add(eventFacts(line), touched);
-        this.index.setFileOffset(rel, upTo);
-      })();
-    };
     for await (const text of reader) {
       const at = offset;
       offset += Buffer.byteLength(text, 'utf8') + 1;
@@ -177,12 +169,9 @@ export class ArchiveViewSet implements ArchiveViews {
         failures.push({ item: `${rel}@${at}`, failure: failure('E_ARCHIVE_BAD_LINE', `${rel}: the line at byte ${at} is not an archive event line; it is left out of the views`) });
         continue;
       }
-      batch.push(line);
-      count++;
-      if (batch.length >= BATCH) flush(offset);
+      batch.push(line, rel, offset);
     }
-    flush(end);
-    return count;
+    batch.reached(rel, end);
   }
 
   private async fetchMedia(roomId: string, touched: Map<string, Set<string>>, failures: ItemFailure[], signal: AbortSignal): Promise<number> {
@@ -278,6 +267,43 @@ export async function rebuildArchiveIndex(out: string, log: Logger, signal = new
     return fail('E_ARCHIVE_VIEWS', `Rebuilding the archive index failed: ${errorMessage(err)}`);
   } finally {
     views.value.close();
+  }
+}
+
+/** Lines waiting for one transaction, with how far each file is read once they are in. */
+class Batch {
+  count = 0;
+  private lines: ArchiveLine[] = [];
+  private readonly offsets = new Map<string, number>();
+  private readonly index: ArchiveIndex;
+  private readonly touched: Set<string>;
+
+  constructor(index: ArchiveIndex, touched: Set<string>) {
+    this.index = index;
+    this.touched = touched;
+  }
+
+  push(line: ArchiveLine, rel: string, offset: number): void {
+    this.lines.push(line);
+    this.offsets.set(rel, offset);
+    this.count++;
+    if (this.lines.length >= BATCH) this.flush();
+  }
+
+  reached(rel: string, offset: number): void {
+    this.offsets.set(rel, offset);
+  }
+
+  flush(): void {
+    if (this.lines.length === 0 && this.offsets.size === 0) return;
+    const lines = this.lines;
+    const offsets = [...this.offsets];
+    this.lines = [];
+    this.offsets.clear();
+    this.index.db.transaction(() => {
+      for (const line of lines) this.index.add(eventFacts(line), this.touched);
+      for (const [rel, offset] of offsets) this.index.setFileOffset(rel, offset);
+    })();
   }
 }
 
