@@ -163,6 +163,18 @@ describe('archive views: markdown per day', () => {
     views = open(out);
   });
 
+  it('sets a damaged archive.sqlite aside and rebuilds it from the day files', async () => {
+    const bytes = readFileSync(room.mdPath('2026-11-28'), 'utf8');
+    views.close();
+    writeFileSync(join(out, 'archive.sqlite'), 'this is not a database, it is long enough to have a header of sorts……………………………………');
+    views = open(out);
+    const s = await views.syncAll(signal);
+    assert.equal(s.daysWritten, 0);
+    assert.ok(s.lines > 20);
+    assert.equal(readFileSync(room.mdPath('2026-11-28'), 'utf8'), bytes);
+    assert.match(readFileSync(join(out, 'archive.sqlite.damaged'), 'utf8'), /not a database/);
+  });
+
   it('leaves a bad line out with an item failure and indexes the rest; a torn last line waits', async () => {
     const file = join(room.room.dir, '2026', '11', '2026-11-30.jsonl');
     writeFileSync(file, 'not json\n', { flag: 'a' });

@@ -90,22 +90,26 @@ const SCHEMA = `
 export function openIndex(path: string): IndexDb {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const db = new Database(path);
-  chmodSync(path, 0o600);
-  db.pragma('journal_mode = DELETE');
-  // Derived data: fewer syncs per commit. A file damaged by a power cut is deleted and rebuilt.
-  db.pragma('synchronous = NORMAL');
-  db.pragma('busy_timeout = 5000');
-  const version = db.pragma('user_version', { simple: true }) as number;
-  if (version === 0) {
-    db.transaction(() => {
-      db.exec(SCHEMA);
-      db.pragma(`user_version = ${SCHEMA_VERSION}`);
-    })();
-  } else if (version !== SCHEMA_VERSION) {
+  try {
+    chmodSync(path, 0o600);
+    db.pragma('journal_mode = DELETE');
+    // Derived data: fewer syncs per commit. A file damaged by a power cut is set aside and rebuilt.
+    db.pragma('synchronous = NORMAL');
+    db.pragma('busy_timeout = 5000');
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version === 0) {
+      db.transaction(() => {
+        db.exec(SCHEMA);
+        db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      })();
+    } else if (version !== SCHEMA_VERSION) {
+      throw new Error(`${path} has index schema ${version}, this Steward knows ${SCHEMA_VERSION}`);
+    }
+    return db;
+  } catch (err) {
     db.close();
-    throw new Error(`${path} has index schema ${version}, this Steward knows ${SCHEMA_VERSION}; delete the file and it is rebuilt from the JSONL`);
+    throw err;
   }
-  return db;
 }
 
 /** Prepared statements over the index, shared by ingest, rendering and search. */

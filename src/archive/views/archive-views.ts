@@ -1,4 +1,4 @@
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream, existsSync, renameSync, rmSync } from 'node:fs';
 import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -234,10 +234,19 @@ export function createArchiveViews(opts: ArchiveViewsOptions & ArchiveViewsDeps)
   if (opts.media && !opts.http) return fail('E_ARCHIVE_VIEWS', 'Archiving media needs the homeserver client.');
   const media = new MediaStore({ http: opts.http as HomeserverHttp, root: join(opts.out, 'media'), maxBytes: opts.mediaMaxBytes ?? DEFAULT_MEDIA_MAX_BYTES, log: opts.log });
   let index: ArchiveIndex;
+  const file = indexPath(opts.out);
   try {
-    index = new ArchiveIndex(openIndex(indexPath(opts.out)));
+    index = new ArchiveIndex(openIndex(file));
   } catch (err) {
-    return fail('E_ARCHIVE_INDEX', `Cannot open the archive index ${indexPath(opts.out)}: ${errorMessage(err)}`);
+    // Derived data: a damaged or foreign-schema index is set aside and built again from the files.
+    opts.log.warn({ err, file }, 'archive views: cannot open the index; setting it aside and rebuilding it');
+    try {
+      if (existsSync(file)) renameSync(file, `${file}.damaged`);
+      rmSync(`${file}-journal`, { force: true });
+      index = new ArchiveIndex(openIndex(file));
+    } catch (again) {
+      return fail('E_ARCHIVE_INDEX', `Cannot open the archive index ${file}: ${errorMessage(err)}; nor create a new one: ${errorMessage(again)}`);
+    }
   }
   const views = new ArchiveViewSet(opts.out, index, opts.media ? media : null, opts.log.child({ module: 'archive-views' }));
   // Media downloaded before the index was (re)built: media/index.jsonl remembers them.
