@@ -83,6 +83,11 @@ if (flags.child) {
 const events = Number(flags.events);
 const rooms = Number(flags.rooms);
 const days = Number(flags.days);
+let seed = 42;
+const random = (): number => {
+  seed = (seed * 1103515245 + 12345) % 2147483648;
+  return seed / 2147483648;
+};
 const out = mkdtempSync(path.join(os.tmpdir(), 'bench-archive-views-'));
 try {
   process.stderr.write(`writing ${events} events in ${rooms} rooms over ${days} days to ${out}\n`);
@@ -99,7 +104,8 @@ try {
       const ts = start + Math.floor((i / perRoom) * days * 86_400_000);
       const sender = `@user${i % 25}:hs.test`;
       const id = `$r${r}e${i}`;
-      const target = ids.length > 0 ? ids[Math.floor((i * 7919) % ids.length)]! : undefined;
+      // Relations point at one of the last 200 events, as they do in a conversation.
+      const target = ids.length > 0 ? ids[ids.length - 1 - Math.floor(random() * Math.min(ids.length, 200))]! : undefined;
       let type = 'm.room.message';
       let content: Record<string, unknown> = { msgtype: 'm.text', body: `message ${i} about budget ${i % 97} and the venue ${i % 13}` };
       const kind = i % 20;
@@ -140,5 +146,5 @@ try {
   console.log(`  ratio steward/plain (CPU): ${(a.cpuSeconds / b.cpuSeconds).toFixed(2)}`);
   console.log(`  re-run with nothing new: ${c.cpuSeconds.toFixed(2)} s CPU (${c.seconds.toFixed(2)} s wall), peak RSS ${c.maxRssMb} MB  ${JSON.stringify(c.result)}`);
 } finally {
-  rmSync(out, { recursive: true, force: true });
+  if (process.env.KEEP) console.log(out); else rmSync(out, { recursive: true, force: true });
 }

@@ -147,6 +147,7 @@ describe('archive views: markdown per day', () => {
     const day3 = room.append(room.react({ event_id: ids.root!, room_id: room.room.roomId, origin_server_ts: DAY1, event: { sender: A } }, B, '👀', DAY3 + 5 * MINUTE));
     const s = await views.roomAppended(room.room, day3, signal);
     assert.ok(s.ok);
+    await views.runFinished();
     assert.match(readFileSync(room.mdPath('2026-11-28'), 'utf8'), /^- 09:04:00 \*\*Alice\*\*: Thread root\n  - reactions: 👀 1 \(Bob\)$/m);
     assert.match(readFileSync(room.mdPath('2026-11-30'), 'utf8'), /^- 09:05:00 \*Bob reacted 👀 to a message of 2026-11-28\*$/m);
     assert.equal(statSync(room.mdPath('2026-11-29')).mtimeMs, mtimes[1]);
@@ -182,6 +183,7 @@ describe('archive views: markdown per day', () => {
     writeFileSync(file, '{"event_id":"$torn', { flag: 'a' });
     const s = await views.roomAppended(room.room, [ok1!], signal);
     assert.ok(s.ok);
+    await views.runFinished();
     assert.equal(s.value.itemFailures.length, 1);
     assert.match(s.value.itemFailures[0]!.item, /2026-11-30\.jsonl@\d+$/);
     assert.match(readFileSync(room.mdPath('2026-11-30'), 'utf8'), /after the bad line/);

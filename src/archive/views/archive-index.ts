@@ -57,7 +57,7 @@ const SCHEMA = `
     displayname TEXT,
     avatar_url TEXT
   );
-  CREATE INDEX members_over_time ON members (room_id, user_id, depth, ts);
+  CREATE INDEX members_over_time ON members (room_id, user_id, depth, ts, event_id);
   CREATE TABLE event_media (
     event_id TEXT NOT NULL,
     room_id TEXT NOT NULL,
@@ -80,6 +80,12 @@ const SCHEMA = `
     mxc TEXT PRIMARY KEY,
     error TEXT NOT NULL
   );
+  -- Days whose markdown is out of date; written in the same transaction as what made them so.
+  CREATE TABLE dirty_days (
+    room_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    PRIMARY KEY (room_id, day)
+  ) WITHOUT ROWID;
   CREATE TABLE files (
     path TEXT PRIMARY KEY,
     offset INTEGER NOT NULL
@@ -195,6 +201,11 @@ export class ArchiveIndex {
       ).all(f.roomId, f.stateKey, f.depth, next?.depth ?? Number.MAX_SAFE_INTEGER);
       for (const row of later) touched.add(row.day);
     }
+  }
+
+  markDirty(roomId: string, days: Iterable<string>): void {
+    const insert = this.db.prepare('INSERT OR IGNORE INTO dirty_days (room_id, day) VALUES (?, ?)');
+    for (const day of days) insert.run(roomId, day);
   }
 
   /** Forgets a room's events (its day files changed under the index: re-read them from the start). */

@@ -49,10 +49,10 @@ export class DayRenderer {
       thread: db.prepare<[string, string], Row>(`SELECT * FROM events WHERE +room_id = ? AND thread_root = ? ${ORDER}`),
       // Room order is (depth, ts), as docs/dump-format.md says: timestamps can be set by appservices or lie.
       member: db.prepare<[string, string, number, number, number], { displayname: string | null; membership: string | null }>(
-        'SELECT displayname, membership FROM members WHERE room_id = ? AND user_id = ? AND (depth < ? OR (depth = ? AND ts <= ?)) ORDER BY depth DESC, ts DESC, event_id DESC LIMIT 1',
+        'SELECT displayname, membership FROM members WHERE room_id = ? AND user_id = ? AND depth <= ? AND NOT (depth = ? AND ts > ?) ORDER BY depth DESC, ts DESC, event_id DESC LIMIT 1',
       ),
       memberBefore: db.prepare<[string, string, number, number, number, string], { displayname: string | null; membership: string | null }>(
-        'SELECT displayname, membership FROM members WHERE room_id = ? AND user_id = ? AND (depth < ? OR (depth = ? AND ts <= ?)) AND event_id != ? ORDER BY depth DESC, ts DESC, event_id DESC LIMIT 1',
+        'SELECT displayname, membership FROM members WHERE room_id = ? AND user_id = ? AND depth <= ? AND NOT (depth = ? AND ts > ?) AND event_id != ? ORDER BY depth DESC, ts DESC, event_id DESC LIMIT 1',
       ),
       roomName: db.prepare<[string, number], { content: string }>(
         "SELECT content FROM events WHERE room_id = ? AND type = 'm.room.name' AND state_key = '' AND ts < ? ORDER BY ts DESC, depth DESC, event_id DESC LIMIT 1",
