@@ -146,5 +146,5 @@ try {
   console.log(`  ratio steward/plain (CPU): ${(a.cpuSeconds / b.cpuSeconds).toFixed(2)}`);
   console.log(`  re-run with nothing new: ${c.cpuSeconds.toFixed(2)} s CPU (${c.seconds.toFixed(2)} s wall), peak RSS ${c.maxRssMb} MB  ${JSON.stringify(c.result)}`);
 } finally {
-  if (process.env.KEEP) console.log(out); else rmSync(out, { recursive: true, force: true });
+  rmSync(out, { recursive: true, force: true });
 }
