@@ -63,7 +63,7 @@ interface Survey {
  * room file) and, with --archive, every line of the archive of each room to recreate. Any problem
  * fails the job with nothing restored.
  */
-async function survey(args: RestoreRoomsArgs, serverName: string, stewardRooms: ReadonlySet<string>): Promise<Result<{ index: RoomDumpIndex; rooms: Survey[] }>> {
+async function survey(args: RestoreRoomsArgs, serverName: string, botUserId: string, stewardRooms: ReadonlySet<string>): Promise<Result<{ index: RoomDumpIndex; rooms: Survey[] }>> {
   const index = await validateRoomDump(args.dump, serverName);
   if (!index.ok) return index;
   const wanted = new Set(args.rooms);
@@ -76,8 +76,9 @@ async function survey(args: RestoreRoomsArgs, serverName: string, stewardRooms: 
     if (wanted.size > 0 && !wanted.has(entry.roomId)) continue;
     const doc = await readRoomDocument(index.value, entry.file);
     if (!doc.ok) return doc;
-    // Steward makes itself a new admin room when it starts; the old one is not worth bringing back.
-    const plan: RoomPlan = stewardRooms.has(doc.value.roomId)
+    // Steward makes itself a new admin room when it starts; the old one (the only kind of room the bot creates) is not worth bringing back.
+    const creator = doc.value.state.find((e) => e.type === 'm.room.create')?.sender;
+    const plan: RoomPlan = stewardRooms.has(doc.value.roomId) || creator === botUserId
       ? { kind: 'skip', roomId: doc.value.roomId, reason: 'Steward\'s own admin room: Steward makes a new one when it starts' }
       : planRoom(doc.value, serverName);
     let roomArchive: Survey['archive'] = null;
@@ -99,7 +100,10 @@ function describePlan(s: Survey, store: RestoredRoomStore): RoomRestoreResult {
   const { plan } = s;
   const done = store.get(plan.roomId);
   if (plan.kind === 'skip') return { roomId: plan.roomId, outcome: 'skipped', text: `skipped: ${plan.reason}`, notes: [] };
-  if (done?.phase === 'finished' && plan.kind === 'recreate') return { roomId: plan.roomId, outcome: 'already-restored', newRoomId: done.newRoomId ?? undefined, text: `already restored as ${done.newRoomId}`, notes: [] } as RoomRestoreResult;
+  if (done?.phase === 'finished' && done.newRoomId) {
+    const text = plan.kind === 'recreate' ? `already restored as ${done.newRoomId}` : 'already rejoined (a run asks again whether everyone is joined)';
+    return { roomId: plan.roomId, outcome: 'already-restored', newRoomId: done.newRoomId, text, notes: [] };
+  }
   if (plan.kind === 'rejoin') {
     return { roomId: plan.roomId, outcome: 'planned', text: `would rejoin via ${plan.via.join(', ')} (${plan.localMembers.length} of our users were joined: ${plan.localMembers.join(', ')})`, notes: [] };
   }
@@ -123,7 +127,7 @@ export function restoreRoomsJob(deps: RestoreRoomsDeps): JobDefinition {
     async run(ctx: JobContext): Promise<Result<JobResult>> {
       const args = parseRestoreRoomsArgs(ctx.job.args);
       const ownRoom = new KeyValueStore(deps.db).get(CREATED_ROOM_KEY);
-      const surveyed = await survey(args, deps.serverName, new Set(ownRoom ? [ownRoom] : []));
+      const surveyed = await survey(args, deps.serverName, deps.botUserId, new Set(ownRoom ? [ownRoom] : []));
       if (!surveyed.ok) return { ok: false, error: failure(surveyed.error.code, `Nothing was restored: ${surveyed.error.human}`, surveyed.error.log) };
       const rooms = surveyed.value.rooms;
       ctx.setTotal(rooms.length);

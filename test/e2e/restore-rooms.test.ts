@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process';
 import { trackChild } from '../rig/reaper.ts';
 import { attachSteward, MAIN, type StewardSetup } from '../rig/steward.ts';
 import { prepareSynapse, type RegisteredUser, type SynapseInstance } from '../rig/synapse.ts';
-import { roomHistory } from './room-helpers.ts';
+import { command, replyMatching, roomHistory } from './room-helpers.ts';
 import { dumpDirOf, wipeSynapse, writeArchiveFixture } from './restore-helpers.ts';
 
 const fileFor = (roomId: string) => `${encodeURIComponent(roomId)}.json`;
@@ -303,6 +303,15 @@ describe('restore rooms after a total loss', () => {
     assert.equal(await roomCount(), before);
     assert.deepEqual(await events(newLocal), l);
     assert.deepEqual(await events(shared), sh);
+  });
+
+  it('answers in the admin room too: Steward comes back after the loss with a new admin room, and a dry run there shows everything restored', async () => {
+    await s.steward.start();
+    await adminA.join(s.steward.adminRoomId);
+    const { eventId } = await command(adminA, s.steward.adminRoomId, s.steward.botUserId, `!restore rooms ${dump} --dry-run`);
+    const reply = await replyMatching(adminA, s.steward.adminRoomId, s.steward.botUserId, eventId, /finished|failed/, 60_000);
+    assert.match(reply.content.body, /Dry run, nothing was changed\. 5 room\(s\) in .*: 0 to restore, 4 already restored, 1 skipped/);
+    assert.match(reply.content.body, new RegExp(`${escape(local)} — already restored as ${escape(newLocal)}`));
   });
 });
 
