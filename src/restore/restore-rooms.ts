@@ -107,6 +107,9 @@ function describePlan(s: Survey, store: RestoredRoomStore): RoomRestoreResult {
   if (plan.kind === 'rejoin') {
     return { roomId: plan.roomId, outcome: 'planned', text: `would rejoin via ${plan.via.join(', ')} (${plan.localMembers.length} of our users were joined: ${plan.localMembers.join(', ')})`, notes: [] };
   }
+  if (done?.newRoomId && plan.kind === 'recreate') {
+    return { roomId: plan.roomId, outcome: 'planned', newRoomId: done.newRoomId, text: `would carry on restoring into ${done.newRoomId} (an earlier run stopped after the ${done.phase} step)`, notes: [] };
+  }
   const history = s.archive ? `, ${s.archive.counts.byKind.message + s.archive.counts.byKind.redaction} history event(s) to import${s.archive.counts.byKind.encrypted ? ` (${s.archive.counts.byKind.encrypted} encrypted not imported)` : ''}` : '';
   return {
     roomId: plan.roomId,
