@@ -4,7 +4,7 @@
 // edit and a redaction) and SECRET (encrypted) only A was in. Dump A's rooms, archive them, wipe
 // A's database, start it empty with the same key, bring the users back, restore.
 import assert from 'node:assert/strict';
-import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
@@ -225,6 +225,12 @@ describe('restore rooms after a total loss', () => {
     assert.match(r.stdout, /5 room\(s\) from .*: 1 rejoined, 2 recreated, 1 already restored, 0 partly, 1 skipped, 0 failed/);
     const line = (roomId: string): string => r.stdout.split('\n').find((l) => l.startsWith(`${roomId} — `)) ?? '';
     assert.match(line(shared), new RegExp(`rejoined via ${escape(hsB.serverName)}: ${escape(users.alice.userId)}`));
+    const reportPath = /Report: (\S+)/.exec(r.stdout)?.[1];
+    assert.ok(reportPath, 'the summary names the report');
+    assert.equal((await stat(reportPath)).mode & 0o777, 0o600);
+    const report = JSON.parse(await readFile(reportPath, 'utf8'));
+    assert.equal(report.format, 'steward.restore-rooms-report/1');
+    assert.deepEqual(report.rooms.map((x: any) => x.roomId).sort(), [...r.stdout.matchAll(/^(!\S+) — /gm)].map((m) => m[1]).sort());
     newLocal = /recreated as (\S+)/.exec(line(local))?.[1] ?? '';
     newSecret = /recreated as (\S+)/.exec(line(secret))?.[1] ?? '';
     assert.ok(newLocal.startsWith('!') && newLocal !== local, line(local));
