@@ -5,7 +5,10 @@ import type { JobResult } from '../jobs/job-store.ts';
 import type { JobContext, JobDefinition } from '../jobs/runner.ts';
 import type { Db } from '../store/database.ts';
 import { CREATED_ROOM_KEY } from '../admin-room/admin-room.ts';
+import { join } from 'node:path';
+import { newDumpId } from '../dump/dump-files.ts';
 import { KeyValueStore } from '../store/kv.ts';
+import { ensurePrivateDir, writeFileAtomic } from '../util/atomic-write.ts';
 import { errorMessage, failure, ok, type Result } from '../util/result.ts';
 import { openArchive, roomArchiveDir, surveyRoomArchive, type ArchiveCounts } from './room-archive.ts';
 import { readRoomDocument, validateRoomDump, type RoomDumpIndex } from './room-dump-reader.ts';
@@ -38,6 +41,8 @@ export interface RestoreRoomsDeps {
   readonly federation: FederationProvider;
   readonly serverName: string;
   readonly botUserId: string;
+  /** Where the per-room report goes (<storage.dumps>/restore-reports). */
+  readonly reportsDir: string;
 }
 
 export type RoomOutcome = 'rejoined' | 'recreated' | 'already-restored' | 'partial' | 'skipped' | 'failed' | 'planned';
@@ -63,7 +68,7 @@ interface Survey {
  * room file) and, with --archive, every line of the archive of each room to recreate. Any problem
  * fails the job with nothing restored.
  */
-async function survey(args: RestoreRoomsArgs, serverName: string, stewardRooms: ReadonlySet<string>): Promise<Result<{ index: RoomDumpIndex; rooms: Survey[] }>> {
+async function survey(args: RestoreRoomsArgs, serverName: string, botUserId: string, stewardRooms: ReadonlySet<string>): Promise<Result<{ index: RoomDumpIndex; rooms: Survey[] }>> {
   const index = await validateRoomDump(args.dump, serverName);
   if (!index.ok) return index;
   const wanted = new Set(args.rooms);
@@ -76,8 +81,9 @@ async function survey(args: RestoreRoomsArgs, serverName: string, stewardRooms: 
     if (wanted.size > 0 && !wanted.has(entry.roomId)) continue;
     const doc = await readRoomDocument(index.value, entry.file);
     if (!doc.ok) return doc;
-    // Steward makes itself a new admin room when it starts; the old one is not worth bringing back.
-    const plan: RoomPlan = stewardRooms.has(doc.value.roomId)
+    // Steward makes itself a new admin room when it starts; the old one (the only kind of room the bot creates) is not worth bringing back.
+    const creator = doc.value.state.find((e) => e.type === 'm.room.create')?.sender;
+    const plan: RoomPlan = stewardRooms.has(doc.value.roomId) || creator === botUserId
       ? { kind: 'skip', roomId: doc.value.roomId, reason: 'Steward\'s own admin room: Steward makes a new one when it starts' }
       : planRoom(doc.value, serverName);
     let roomArchive: Survey['archive'] = null;
@@ -99,9 +105,15 @@ function describePlan(s: Survey, store: RestoredRoomStore): RoomRestoreResult {
   const { plan } = s;
   const done = store.get(plan.roomId);
   if (plan.kind === 'skip') return { roomId: plan.roomId, outcome: 'skipped', text: `skipped: ${plan.reason}`, notes: [] };
-  if (done?.phase === 'finished' && plan.kind === 'recreate') return { roomId: plan.roomId, outcome: 'already-restored', newRoomId: done.newRoomId ?? undefined, text: `already restored as ${done.newRoomId}`, notes: [] } as RoomRestoreResult;
+  if (done?.phase === 'finished' && done.newRoomId) {
+    const text = plan.kind === 'recreate' ? `already restored as ${done.newRoomId}` : 'already rejoined (a run asks again whether everyone is joined)';
+    return { roomId: plan.roomId, outcome: 'already-restored', newRoomId: done.newRoomId, text, notes: [] };
+  }
   if (plan.kind === 'rejoin') {
     return { roomId: plan.roomId, outcome: 'planned', text: `would rejoin via ${plan.via.join(', ')} (${plan.localMembers.length} of our users were joined: ${plan.localMembers.join(', ')})`, notes: [] };
+  }
+  if (done?.newRoomId && plan.kind === 'recreate') {
+    return { roomId: plan.roomId, outcome: 'planned', newRoomId: done.newRoomId, text: `would carry on restoring into ${done.newRoomId} (an earlier run stopped after the ${done.phase} step)`, notes: [] };
   }
   const history = s.archive ? `, ${s.archive.counts.byKind.message + s.archive.counts.byKind.redaction} history event(s) to import${s.archive.counts.byKind.encrypted ? ` (${s.archive.counts.byKind.encrypted} encrypted not imported)` : ''}` : '';
   return {
@@ -123,14 +135,14 @@ export function restoreRoomsJob(deps: RestoreRoomsDeps): JobDefinition {
     async run(ctx: JobContext): Promise<Result<JobResult>> {
       const args = parseRestoreRoomsArgs(ctx.job.args);
       const ownRoom = new KeyValueStore(deps.db).get(CREATED_ROOM_KEY);
-      const surveyed = await survey(args, deps.serverName, new Set(ownRoom ? [ownRoom] : []));
+      const surveyed = await survey(args, deps.serverName, deps.botUserId, new Set(ownRoom ? [ownRoom] : []));
       if (!surveyed.ok) return { ok: false, error: failure(surveyed.error.code, `Nothing was restored: ${surveyed.error.human}`, surveyed.error.log) };
       const rooms = surveyed.value.rooms;
       ctx.setTotal(rooms.length);
       if (args.dryRun) {
         const planned = rooms.map((s) => describePlan(s, store));
-        for (const r of planned) ctx.advance();
-        return ok(summarise(planned, true, surveyed.value.index.root));
+        ctx.advance(planned.length);
+        return ok(summarise(planned, true, surveyed.value.index.root, await writeReport(planned, true)));
       }
       const usable = new Map<string, Promise<boolean>>();
       const userUsable = (userId: string): Promise<boolean> => {
@@ -176,7 +188,22 @@ export function restoreRoomsJob(deps: RestoreRoomsDeps): JobDefinition {
       }
       deps.federation.close();
       if (ctx.signal.aborted) return { ok: false, error: failure('E_CANCELLED', 'stopped') };
-      return ok(summarise(store.results<RoomRestoreResult>(ctx.job.id), false, surveyed.value.index.root));
+      const all = store.results<RoomRestoreResult>(ctx.job.id);
+      return ok(summarise(all, false, surveyed.value.index.root, await writeReport(all, false)));
+
+      /** Every room's line, also when the summary shows only some: one JSON document, 0600. */
+      async function writeReport(results: readonly RoomRestoreResult[], dryRun: boolean): Promise<string | null> {
+        const file = join(deps.reportsDir, `${newDumpId(dryRun ? 'restore-rooms-dry-run' : 'restore-rooms', ctx.job.id)}.json`);
+        try {
+          await ensurePrivateDir(deps.reportsDir);
+          const doc = { format: 'steward.restore-rooms-report/1', job_id: ctx.job.id, dry_run: dryRun, server_name: deps.serverName, dump: args.dump, archive: args.archive, finished_ts: Date.now(), rooms: results };
+          await writeFileAtomic(file, `${JSON.stringify(doc, null, 2)}\n`, 0o600);
+          return file;
+        } catch (err) {
+          ctx.log.warn({ err: errorMessage(err), file }, 'could not write the restore rooms report');
+          return null;
+        }
+      }
 
       async function restoreOne(s: Survey): Promise<RoomRestoreResult> {
         const { plan } = s;
@@ -209,18 +236,26 @@ export function restoreRoomsJob(deps: RestoreRoomsDeps): JobDefinition {
   };
 }
 
-function summarise(results: readonly RoomRestoreResult[], dryRun: boolean, root: string): JobResult {
+const SUMMARY_ROOMS = 40;
+
+function summarise(results: readonly RoomRestoreResult[], dryRun: boolean, root: string, report: string | null): JobResult {
   const count = (o: RoomOutcome): number => results.filter((r) => r.outcome === o).length;
   const head = dryRun
     ? `Dry run, nothing was changed. ${results.length} room(s) in ${root}: ${count('planned')} to restore, ${count('already-restored')} already restored, ${count('skipped')} skipped.`
     : `${results.length} room(s) from ${root}: ${count('rejoined')} rejoined, ${count('recreated')} recreated, ${count('already-restored')} already restored, ${count('partial')} partly, ${count('skipped')} skipped, ${count('failed')} failed.`;
-  const lines = results.map((r) => `${r.roomId} — ${r.text}`);
+  // Problems first; a long list is cut here and kept whole in the report.
+  const rank = (r: RoomRestoreResult): number => (r.outcome === 'failed' ? 0 : r.outcome === 'partial' ? 1 : 2);
+  const shown = [...results].sort((a, b) => rank(a) - rank(b)).slice(0, SUMMARY_ROOMS);
+  const lines = shown.map((r) => `${r.roomId} — ${r.text}`);
+  if (results.length > shown.length) lines.push(`… and ${results.length - shown.length} more room(s)`);
+  if (report) lines.push(`Report: ${report}`);
   return {
     summary: [head, ...lines].join('\n'),
     details: {
       rooms: results.length,
       ...Object.fromEntries((['rejoined', 'recreated', 'already-restored', 'partial', 'skipped', 'failed', 'planned'] as const).map((o) => [o, count(o)])),
       map: Object.fromEntries(results.filter((r) => r.newRoomId).map((r) => [r.roomId, r.newRoomId])),
+      report,
     },
   };
 }

@@ -198,6 +198,10 @@ export async function recreateRoom(
     save('history', room);
   }
 
+  // 4b. What the members kept about the room (tags, read marker, m.direct), moved to the new room.
+  const moved = await moveRoomAccountData(plan.roomId, room, [...canPost], deps, signal);
+  if (moved.length > 0) notes.push(...moved);
+
   // 5. Encryption and the dumped power levels, last: history is re-posted in the clear, as it was archived.
   if (plan.encryption) {
     const current = await deps.client.stateEvent(room, 'm.room.encryption', '', { asUser: acting, signal });
@@ -237,4 +241,44 @@ async function findCreated(oldRoomId: string, acting: string, deps: RecreateDeps
     if (create.ok && create.value[RESTORED_FROM_KEY] === oldRoomId) return roomId;
   }
   return null;
+}
+
+/**
+ * Per-room account data (tags, the read marker, client settings) lives under the room id: copy each
+ * member's from the old id (where restore users put it back) to the new room, the read marker
+ * pointing at the imported copy of its event; and point m.direct at the new room. Returns problems.
+ */
+async function moveRoomAccountData(oldRoomId: string, newRoomId: string, members: readonly string[], deps: RecreateDeps, signal: AbortSignal): Promise<string[]> {
+  const problems: string[] = [];
+  for (const user of members) {
+    if (user === deps.botUserId) continue;
+    const data = await deps.http.request<{ account_data?: { global?: Record<string, unknown>; rooms?: Record<string, Record<string, unknown>> } }>('GET', path`/_synapse/admin/v1/users/${user}/accountdata`, { signal });
+    if (!data.ok) {
+      problems.push(`${user}'s room account data not moved: ${data.error.human}`);
+      continue;
+    }
+    const old = data.value.account_data?.rooms?.[oldRoomId] ?? {};
+    const already = data.value.account_data?.rooms?.[newRoomId] ?? {};
+    for (const [type, content] of Object.entries(old)) {
+      if (!isJsonObject(content) || Object.hasOwn(already, type)) continue;
+      if (type === 'm.fully_read') {
+        // Synapse takes the read marker only through /read_markers, pointing at an event of the room.
+        const to = typeof content.event_id === 'string' ? deps.store.newEventFor(oldRoomId, content.event_id) : undefined;
+        if (!to) continue; // the event it marks was not imported
+        const marked = await deps.http.request('POST', path`/_matrix/client/v3/rooms/${newRoomId}/read_markers`, { body: { 'm.fully_read': to }, asUser: user, idempotent: true, signal });
+        if (!marked.ok) problems.push(`${user}'s read marker not moved: ${marked.error.human}`);
+        continue;
+      }
+      if (type === 'm.push_rules') continue;
+      const put = await deps.http.request('PUT', path`/_matrix/client/v3/user/${user}/rooms/${newRoomId}/account_data/${type}`, { body: content, asUser: user, signal });
+      if (!put.ok) problems.push(`${user}'s ${type} not moved: ${put.error.human}`);
+    }
+    const direct = data.value.account_data?.global?.['m.direct'];
+    if (isJsonObject(direct) && Object.values(direct).some((rooms) => Array.isArray(rooms) && rooms.includes(oldRoomId))) {
+      const next = Object.fromEntries(Object.entries(direct).map(([who, rooms]) => [who, Array.isArray(rooms) ? [...new Set(rooms.map((r) => (r === oldRoomId ? newRoomId : r)))] : rooms]));
+      const put = await deps.http.request('PUT', path`/_matrix/client/v3/user/${user}/account_data/m.direct`, { body: next, asUser: user, signal });
+      if (!put.ok) problems.push(`${user}'s m.direct not updated: ${put.error.human}`);
+    }
+  }
+  return problems;
 }

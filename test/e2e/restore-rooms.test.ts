@@ -4,16 +4,18 @@
 // edit and a redaction) and SECRET (encrypted) only A was in. Dump A's rooms, archive them, wipe
 // A's database, start it empty with the same key, bring the users back, restore.
 import assert from 'node:assert/strict';
-import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { MatrixTestClient } from '../rig/client.ts';
-import { attachSteward, type StewardSetup } from '../rig/steward.ts';
+import { spawn } from 'node:child_process';
+import { trackChild } from '../rig/reaper.ts';
+import { attachSteward, MAIN, type StewardSetup } from '../rig/steward.ts';
 import { prepareSynapse, type RegisteredUser, type SynapseInstance } from '../rig/synapse.ts';
-import { roomHistory } from './room-helpers.ts';
+import { command, replyMatching, roomHistory } from './room-helpers.ts';
 import { dumpDirOf, wipeSynapse, writeArchiveFixture } from './restore-helpers.ts';
 
 const fileFor = (roomId: string) => `${encodeURIComponent(roomId)}.json`;
@@ -28,6 +30,8 @@ describe('restore rooms after a total loss', () => {
   let shared: string;
   let local: string;
   let secret: string;
+  let big: string;
+  const bigEvents: string[] = [];
   let dump: string;
   let archive: string;
   const sent: Record<string, string> = {};
@@ -77,6 +81,12 @@ describe('restore rooms after a total loss', () => {
     await alice.sendState(secret, 'm.room.encryption', '', { algorithm: 'm.megolm.v1.aes-sha2' });
     await alice.sendEvent(secret, 'm.room.encrypted', { algorithm: 'm.megolm.v1.aes-sha2', ciphertext: 'AAAA', sender_key: 'x', session_id: 'y', device_id: 'D' });
 
+    // BIG: a long history, for an import killed half-way.
+    big = await alice.createRoom({ preset: 'private_chat', name: 'Big' });
+    for (let i = 0; i < 150; i += 10) {
+      bigEvents.push(...await Promise.all(Array.from({ length: 10 }, (_, j) => alice.sendText(big, `big #${i + j}`))));
+    }
+
     // carol's join must have reached A before the dump, or the dump shows SHARED as A's alone.
     for (let i = 0; ; i++) {
       const st = await alice.roomState(shared);
@@ -89,7 +99,7 @@ describe('restore rooms after a total loss', () => {
     assert.equal(dumped.code, 0, dumped.stderr);
     dump = dumpDirOf(dumped.stdout);
     archive = path.join(s.steward.dir, 'archive');
-    await writeArchiveFixture(s.adminClient, hsA.serverName, [local, secret], archive);
+    await writeArchiveFixture(s.adminClient, hsA.serverName, [local, secret, big], archive);
 
     await s.steward.stop();
     adminA = new MatrixTestClient(hsA.clientUrl, ...(await (async () => {
@@ -177,12 +187,50 @@ describe('restore rooms after a total loss', () => {
     assert.equal(await roomCount(), 0);
   });
 
+  it('resumes an import killed with SIGKILL half-way, posting no event twice', async () => {
+    const child = spawn(process.execPath, [MAIN, 'restore', 'rooms', dump, '--room', big, '--archive', archive, '-c', s.steward.configPath, '-r', s.steward.registrationPath], { stdio: 'ignore' });
+    trackChild(child);
+    child.ref();
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    const db = new Database(s.steward.dbPath, { readonly: true, fileMustExist: true });
+    try {
+      for (let i = 0; ; i++) {
+        const row = (() => {
+          try {
+            return db.prepare('SELECT count(*) AS n FROM restored_events WHERE old_room_id = ?').get(big) as { n: number };
+          } catch {
+            return { n: 0 }; // the tables are made by the child's first migration
+          }
+        })();
+        if (row.n >= 20) break;
+        assert.ok(i < 1200, 'the import got under way');
+        await sleep(50);
+      }
+    } finally {
+      db.close();
+    }
+    child.kill('SIGKILL');
+    await exited;
+    const again = await restore(dump, '--room', big, '--archive', archive);
+    assert.equal(again.code, 0, again.stdout + again.stderr);
+    assert.match(again.stdout, /1 room\(s\) from .*: 0 rejoined, 1 recreated/);
+    const newBig = /recreated as (\S+)/.exec(again.stdout)?.[1] ?? '';
+    const imported = (await roomHistory(clients.alice, newBig)).map((e) => e.content?.['org.steward.imported']?.event_id).filter(Boolean);
+    assert.deepEqual([...imported].sort(), [...bigEvents].sort(), 'every message once, none twice');
+  });
+
   it('rejoins the shared room through B and recreates the local ones with their state, aliases, members and history', async () => {
     const r = await restore(dump, '--archive', archive);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /4 room\(s\) from .*: 1 rejoined, 2 recreated, 0 already restored, 0 partly, 1 skipped, 0 failed/);
+    assert.match(r.stdout, /5 room\(s\) from .*: 1 rejoined, 2 recreated, 1 already restored, 0 partly, 1 skipped, 0 failed/);
     const line = (roomId: string): string => r.stdout.split('\n').find((l) => l.startsWith(`${roomId} — `)) ?? '';
     assert.match(line(shared), new RegExp(`rejoined via ${escape(hsB.serverName)}: ${escape(users.alice.userId)}`));
+    const reportPath = /Report: (\S+)/.exec(r.stdout)?.[1];
+    assert.ok(reportPath, 'the summary names the report');
+    assert.equal((await stat(reportPath)).mode & 0o777, 0o600);
+    const report = JSON.parse(await readFile(reportPath, 'utf8'));
+    assert.equal(report.format, 'steward.restore-rooms-report/1');
+    assert.deepEqual(report.rooms.map((x: any) => x.roomId).sort(), [...r.stdout.matchAll(/^(!\S+) — /gm)].map((m) => m[1]).sort());
     newLocal = /recreated as (\S+)/.exec(line(local))?.[1] ?? '';
     newSecret = /recreated as (\S+)/.exec(line(secret))?.[1] ?? '';
     assert.ok(newLocal.startsWith('!') && newLocal !== local, line(local));
@@ -257,10 +305,19 @@ describe('restore rooms after a total loss', () => {
     const [l, sh] = [await events(newLocal), await events(shared)];
     const r = await restore(dump, '--archive', archive);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /0 rejoined, 0 recreated, 3 already restored/);
+    assert.match(r.stdout, /0 rejoined, 0 recreated, 4 already restored/);
     assert.equal(await roomCount(), before);
     assert.deepEqual(await events(newLocal), l);
     assert.deepEqual(await events(shared), sh);
+  });
+
+  it('answers in the admin room too: Steward comes back after the loss with a new admin room, and a dry run there shows everything restored', async () => {
+    await s.steward.start();
+    await adminA.join(s.steward.adminRoomId);
+    const { eventId } = await command(adminA, s.steward.adminRoomId, s.steward.botUserId, `!restore rooms ${dump} --dry-run`);
+    const reply = await replyMatching(adminA, s.steward.adminRoomId, s.steward.botUserId, eventId, /finished|failed/, 60_000);
+    assert.match(reply.content.body, /Dry run, nothing was changed\. 5 room\(s\) in .*: 0 to restore, 4 already restored, 1 skipped/);
+    assert.match(reply.content.body, new RegExp(`${escape(local)} — already restored as ${escape(newLocal)}`));
   });
 });
 
