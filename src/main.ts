@@ -10,6 +10,8 @@ import { finishedSummary } from './admin-room/progress-renderer.ts';
 import { createLogger, routeLibraryLogs, routeProcessWarnings, type Logger } from './log.ts';
 import { assembleCore, commandContext, ensureBotUser, startService } from './service.ts';
 import { STEWARD_VERSION } from './version.ts';
+import { portTaken } from './appservice/port-probe.ts';
+import { waitForHomeserver } from './homeserver/wait-for-homeserver.ts';
 
 interface GlobalOptions {
   config: string;
@@ -103,7 +105,10 @@ async function main(argv: string[]): Promise<number> {
   if (first === 'generate-registration') {
     const file = opts.file ?? opts.registration;
     await writeRegistration(config.value, file);
-    process.stdout.write(`Wrote ${file} (mode 0600). Add it to app_service_config_files in homeserver.yaml and restart Synapse.\n`);
+    const { bindAddress, port, url } = config.value.appservice;
+    process.stdout.write(`Wrote ${file} (mode 0600). Steward will listen on ${bindAddress}:${port} (appservice.port) and Synapse will reach it at ${url}. Add it to app_service_config_files in homeserver.yaml and restart Synapse.\n`);
+    const taken = await portTaken(bindAddress, port);
+    if (taken) process.stderr.write(`Warning: port ${port} is taken right now (another appservice?); \`steward run\` will fail unless it is free — set appservice.port and generate the registration again.\n`);
     return 0;
   }
 
@@ -141,6 +146,12 @@ async function main(argv: string[]): Promise<number> {
   const core = assembleCore(config.value, registration.value, log);
   try {
     const command = findCommand(opts.words, ALL_COMMANDS)?.command;
+    // The terminal does not wait for Synapse; one probe tells "not reachable" from other problems.
+    const reachable = command?.offline ? ({ ok: true } as const) : await waitForHomeserver(core.http, { waitMs: 0, log });
+    if (!reachable.ok) {
+      process.stderr.write(`${reachable.error.human}\n`);
+      return 1;
+    }
     const bot = command?.offline ? ({ ok: true } as const) : await ensureBotUser(core);
     if (!bot.ok) {
       process.stderr.write(`${bot.error.human}\n`);

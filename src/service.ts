@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import { join } from 'node:path';
 import { adminRoomCommands } from './admin-room/command-handler.ts';
 import { ensureRooms } from './admin-room/admin-room.ts';
 import { Messenger } from './admin-room/messenger.ts';
@@ -6,21 +7,30 @@ import { attachRoomProgress } from './admin-room/progress-renderer.ts';
 import { EventRouter } from './appservice/event-router.ts';
 import type { Registration } from './appservice/registration.ts';
 import { createAppserviceApp, listen } from './appservice/server.ts';
+import { portTaken } from './appservice/port-probe.ts';
 import { ALL_COMMANDS } from './commands/all-commands.ts';
 import type { CommandContext, ServiceStatus } from './commands/context.ts';
 import type { StewardConfig } from './config/config.ts';
 import { dumpRoomsJob } from './dump/dump-rooms.ts';
 import { dumpUsersJob } from './dump/dump-users.ts';
 import { ClientApi } from './homeserver/client-api.ts';
+import { AccountApi } from './homeserver/account-api.ts';
 import { HomeserverHttp, path } from './homeserver/http.ts';
 import { SynapseAdmin } from './homeserver/synapse-admin.ts';
 import { adminTokenNeeded, adminTokenRefused, detectAuthDelegation, issueTokenSteps, readAdminToken } from './production/delegated-auth.ts';
+import { waitForHomeserver } from './homeserver/wait-for-homeserver.ts';
 import { assembleRecovery, type RecoveryCore } from './recovery/wiring.ts';
+import { assembleArchive, type ArchiveCore } from './archive/wiring.ts';
+import { createArchiveViews } from './archive/views/archive-views.ts';
 import { snapshotJob } from './snapshot/snapshot-job.ts';
+import { restoreUsersJob } from './restore/restore-users.ts';
+import { restoreRoomsJob } from './restore/restore-rooms.ts';
 import { federationProvider, type FederationProvider } from './federation/federation-access.ts';
 import { JobStore } from './jobs/job-store.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { LinkedAccounts } from './linked/linked-accounts.ts';
+import { Metrics } from './metrics/metrics.ts';
+import { createPrometheusExporter } from './metrics/prometheus.ts';
 import type { Logger } from './log.ts';
 import { openDatabase, type Db } from './store/database.ts';
 import { Inbox } from './store/inbox.ts';
@@ -49,6 +59,10 @@ export interface Core {
   readonly recovery: RecoveryCore;
   /** Linked accounts: links, directory, invite and receipt mirroring (src/linked). */
   readonly linked: LinkedAccounts;
+  /** Room history archive: its store, job and schedule (src/archive). */
+  readonly archive: ArchiveCore;
+  /** Counters at the counting points; only `steward run` attaches an exporter (src/metrics). */
+  readonly metrics: Metrics;
   synapseVersion: string | null;
 }
 
@@ -66,21 +80,27 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
   const admin = new SynapseAdmin(http);
   const client = new ClientApi(http);
   const botUserId = `@${registration.senderLocalpart}:${config.homeserver.serverName}`;
-  const federation = federationProvider(config, log, `Steward/${STEWARD_VERSION}`);
+  const metrics = new Metrics();
+  const federation = federationProvider(config, log, `Steward/${STEWARD_VERSION}`, (outcome) => metrics.inc('federation_requests_total', { outcome }));
   const recovery = assembleRecovery({ config, registration, db, http, federation, log, userAgent: `Steward/${STEWARD_VERSION}` });
   const linked = new LinkedAccounts(db, config, log);
+  const kv = new KeyValueStore(db);
+  const archive = assembleArchive({ config, db, http, admin, kv, jobs, log, views: (opts) => createArchiveViews({ ...opts, http, log, mediaMaxBytes: config.archive.mediaMaxMb * 1024 * 1024 }) });
   const runner = new JobRunner({
     store: jobs,
     definitions: [
-      dumpUsersJob({ admin, client, jobs, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION }),
+      dumpUsersJob({ admin, client, account: new AccountApi(http), jobs, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION, synapseDatabase: config.synapse.database }),
       dumpRoomsJob({ admin, jobs, federation, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION }),
       snapshotJob({ admin, client, serverName: config.homeserver.serverName, dumpsDir: config.storage.dumps }),
       ...recovery.jobs,
+      ...archive.jobs,
+      restoreUsersJob({ admin, client, account: new AccountApi(http), db, botUserId, serverName: config.homeserver.serverName, synapseDatabase: config.synapse.database, reportsDir: join(config.storage.dumps, 'restore-reports') }),
+      restoreRoomsJob({ db, http, client, federation, serverName: config.homeserver.serverName, botUserId }),
     ],
     concurrency: config.jobs.concurrency,
     log,
   });
-  return { config, registration, log, db, kv: new KeyValueStore(db), jobs, http, admin, client, runner, botUserId, federation, startedTs: Date.now(), recovery, linked, synapseVersion: null };
+  return { config, registration, log, db, kv, jobs, http, admin, client, runner, botUserId, federation, startedTs: Date.now(), recovery, linked, archive, metrics, synapseVersion: null };
 }
 
 export type BaseContext = Omit<CommandContext, 'frontEnd' | 'sender' | 'roomId' | 'commandEventId'>;
@@ -94,7 +114,7 @@ export function commandContext(core: Core): BaseContext {
     startedTs: core.startedTs,
     synapseVersion: core.synapseVersion,
   });
-  return { config: core.config, jobs: core.jobs, runner: core.runner, commands: ALL_COMMANDS, status, federation: core.federation, recovery: core.recovery, linked: core.linked };
+  return { config: core.config, jobs: core.jobs, runner: core.runner, commands: ALL_COMMANDS, status, federation: core.federation, recovery: core.recovery, linked: core.linked, archive: core.archive };
 }
 
 /**
@@ -153,7 +173,17 @@ const INBOX_RETENTION_MS = 7 * 24 * 3600 * 1000;
 
 /** `steward run`: the appservice with its admin room, resuming any jobs a restart cut off. */
 export async function startService(config: StewardConfig, registration: Registration, log: Logger): Promise<Result<RunningService>> {
+  // A taken port fails at once, not after waiting for the homeserver.
+  if (await portTaken(config.appservice.bindAddress, config.appservice.port)) {
+    return fail('E_LISTEN', listenFailure(Object.assign(new Error('address in use'), { code: 'EADDRINUSE' }), config.appservice.bindAddress, config.appservice.port));
+  }
   const core = assembleCore(config, registration, log);
+  // Synapse may still be starting: wait for it (bounded, logged) before blaming the registration.
+  const reachable = await waitForHomeserver(core.http, { waitMs: config.homeserver.startupWaitSeconds * 1000, log });
+  if (!reachable.ok) {
+    core.db.close();
+    return reachable;
+  }
   const bot = await ensureBotUser(core);
   if (!bot.ok) {
     core.db.close();
@@ -167,7 +197,12 @@ export async function startService(config: StewardConfig, registration: Registra
   const { adminRoomId, statusRoomId } = rooms.value;
   const messenger = new Messenger(core.client, log);
   const inbox = new Inbox(core.db);
-  const router = new EventRouter(inbox, log);
+  const exporter = config.appservice.metrics
+    ? await createPrometheusExporter({ jobs: core.jobs, lostRooms: core.recovery.rooms, logSources: core.recovery.sources, linked: config.linkedAccounts.enabled ? core.linked : undefined, version: STEWARD_VERSION, log })
+    : undefined;
+  if (exporter) core.metrics.attach(exporter);
+  core.runner.on('finished', (job) => core.metrics.inc('jobs_finished_total', { type: job.type, state: job.state }));
+  const router = new EventRouter(inbox, log, core.metrics);
   router.add(adminRoomCommands({ adminRoomId, botUserId: core.botUserId, admins: config.adminRoom.admins, messenger, log, baseContext: commandContext(core) }));
   router.add(encryptionGuard(adminRoomId, messenger, log));
   if (config.linkedAccounts.enabled) {
@@ -181,13 +216,16 @@ export async function startService(config: StewardConfig, registration: Registra
     wants: router.wants,
     onTaken: router.kick,
     health: () => ({ version: STEWARD_VERSION, jobs_running: core.runner.activeCount() }),
+    allowQueryToken: config.appservice.allowQueryToken,
+    metrics: core.metrics,
+    ...(exporter ? { scrape: () => exporter.scrape() } : {}),
   });
   let server: Server;
   try {
     server = await listen(app, config.appservice.port, config.appservice.bindAddress);
   } catch (err) {
     core.db.close();
-    return fail('E_LISTEN', `Cannot listen on ${config.appservice.bindAddress}:${config.appservice.port}: ${(err as Error).message}`);
+    return fail('E_LISTEN', listenFailure(err, config.appservice.bindAddress, config.appservice.port));
   }
   log.info({ address: config.appservice.bindAddress, port: config.appservice.port }, 'appservice listening');
 
@@ -207,6 +245,8 @@ export async function startService(config: StewardConfig, registration: Registra
     if (!(await messenger.notice(statusRoomId, message))) throw new Error('the status room notice was not sent');
   });
   const resumed = core.runner.resumePending('room');
+  // archive.schedule: a scheduled archive reports in the status room like any room job.
+  const archiveSchedule = core.archive.startSchedule((args) => core.runner.submit({ type: 'archive', args: { ...args }, origin: 'room', roomId: statusRoomId }).job);
   router.kick();
   inbox.prune(INBOX_RETENTION_MS);
   const pruneTimer = setInterval(() => inbox.prune(INBOX_RETENTION_MS), 3600_000).unref();
@@ -232,6 +272,7 @@ export async function startService(config: StewardConfig, registration: Registra
     statusRoomId,
     async stop() {
       clearInterval(pruneTimer);
+      archiveSchedule.stop();
       catchUpAbort.abort();
       await linkedCatchUp;
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -242,6 +283,15 @@ export async function startService(config: StewardConfig, registration: Registra
       core.db.close();
     },
   });
+}
+
+/** EADDRINUSE is the common case (another appservice on 9993): name the key that fixes it. */
+export function listenFailure(err: unknown, address: string, port: number): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') return `Cannot listen on ${address}:${port}: port ${port} is taken (another appservice?) — set appservice.port to a free port, then run generate-registration again (or change url in the registration) and restart Synapse.`;
+  if (code === 'EACCES') return `Cannot listen on ${address}:${port}: permission denied (ports below 1024 need privileges) — set appservice.port.`;
+  if (code === 'EADDRNOTAVAIL') return `Cannot listen on ${address}:${port}: ${address} is not an address of this machine — check appservice.bind_address.`;
+  return `Cannot listen on ${address}:${port}: ${(err as Error).message}`;
 }
 
 /** Someone turning on encryption in the admin room would silently cut Steward off; say so. */

@@ -1,4 +1,5 @@
 import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import type { Inbox, MatrixEvent } from '../store/inbox.ts';
 import { errorMessage } from '../util/result.ts';
 
@@ -20,10 +21,12 @@ export class EventRouter {
   private draining: Promise<void> | null = null;
   private again = false;
   private stopped = false;
+  private readonly metrics: Metrics | undefined;
 
-  constructor(inbox: Inbox, log: Logger) {
+  constructor(inbox: Inbox, log: Logger, metrics?: Metrics) {
     this.inbox = inbox;
     this.log = log.child({ module: 'router' });
+    this.metrics = metrics;
   }
 
   add(handler: EventHandler): void {
@@ -59,10 +62,17 @@ export class EventRouter {
       if (batch.length === 0 || this.stopped) return;
       for (const item of batch) {
         if (this.stopped) return;
+        let current = '';
         try {
-          for (const h of this.handlers) if (h.wants(item.event, item.kind)) await h.handle(item.event, item.kind);
+          for (const h of this.handlers) {
+            if (!h.wants(item.event, item.kind)) continue;
+            current = h.name;
+            await h.handle(item.event, item.kind);
+            this.metrics?.inc('events_routed_total', { handler: h.name, outcome: 'ok' });
+          }
           this.inbox.markDone(item.seq);
         } catch (err) {
+          if (current) this.metrics?.inc('events_routed_total', { handler: current, outcome: 'error' });
           this.log.error({ err, seq: item.seq, type: item.event.type, roomId: item.event.room_id }, 'event handler failed');
           this.inbox.markFailed(item.seq, errorMessage(err));
         }

@@ -4,6 +4,7 @@ import type { JobStore } from '../jobs/job-store.ts';
 import type { JobRunner } from '../jobs/runner.ts';
 import type { LinkedAccounts } from '../linked/linked-accounts.ts';
 import type { RecoveryCore } from '../recovery/wiring.ts';
+import type { ArchiveCore } from '../archive/wiring.ts';
 import type { Command, FrontEnd } from './types.ts';
 
 export interface ServiceStatus {
@@ -33,4 +34,6 @@ export interface CommandContext {
   readonly linked?: LinkedAccounts;
   /** Lost rooms and log sources (src/recovery). */
   readonly recovery: Pick<RecoveryCore, 'rooms' | 'sources'>;
+  /** The history archive's bookkeeping and schedule (src/archive); absent where a context is built without it. */
+  readonly archive?: Pick<ArchiveCore, 'store' | 'config' | 'nextRun' | 'activeJobs'>;
 }

@@ -23,7 +23,7 @@ export interface FederationProvider {
  * One federation client and key cache per process, created only when a command needs them, so
  * Steward runs without a signing key until someone asks for federation.
  */
-export function federationProvider(config: StewardConfig, log: Logger, userAgent: string): FederationProvider {
+export function federationProvider(config: StewardConfig, log: Logger, userAgent: string, onOutcome?: (outcome: string) => void): FederationProvider {
   let pending: Promise<Result<FederationAccess>> | null = null;
   let client: FederationClient | null = null;
   return {
@@ -32,7 +32,7 @@ export function federationProvider(config: StewardConfig, log: Logger, userAgent
         const settings = await loadFederationSettings(config);
         if (!settings.ok) return settings;
         for (const warning of settings.value.warnings) log.warn({ module: 'federation' }, warning);
-        const created = await FederationClient.create(settings.value.settings, { log, userAgent });
+        const created = await FederationClient.create(settings.value.settings, { log, userAgent, ...(onOutcome ? { onOutcome } : {}) });
         if (!created.ok) return created;
         client = created.value;
         const keyStore = new ServerKeyStore(created.value, settings.value.settings, { log });

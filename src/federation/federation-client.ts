@@ -49,6 +49,8 @@ export interface FederationClientDeps {
   /** Wait before retry number `attempt` (1-based). */
   readonly backoffMs?: (attempt: number) => number;
   readonly userAgent?: string;
+  /** Told the outcome of every request (after retries): ok, http_4xx, http_5xx or the failure code. */
+  readonly onOutcome?: (outcome: string) => void;
 }
 
 export const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
@@ -71,6 +73,7 @@ export class FederationClient {
   readonly #backoffMs: (attempt: number) => number;
   readonly #userAgent: string;
   readonly #agents = new Map<string, https.Agent>();
+  readonly #onOutcome: ((outcome: string) => void) | undefined;
 
   private constructor(settings: FederationSettings, guard: AddressGuard, trust: TlsTrust, deps: FederationClientDeps) {
     this.serverName = settings.serverName;
@@ -80,6 +83,7 @@ export class FederationClient {
     this.#log = deps.log.child({ module: "federation-client" });
     this.#backoffMs = deps.backoffMs ?? defaultBackoffMs;
     this.#userAgent = deps.userAgent ?? "Steward";
+    this.#onOutcome = deps.onOutcome;
     this.discovery =
       deps.discovery ??
       new ServerDiscovery({
@@ -128,6 +132,7 @@ export class FederationClient {
     for (let attempt = 1; ; attempt++) {
       const answer = await this.#once<T>(destination, method, pathWithQuery, headers, body, opts, what);
       if (answer.ok || !answer.retryable || attempt > retries || opts.signal?.aborted) {
+        this.#outcome(answer.ok ? "ok" : answer.error.status >= 500 ? "http_5xx" : answer.error.status >= 400 ? "http_4xx" : answer.error.code);
         return answer.ok ? answer : { ok: false, error: answer.error };
       }
       const waitMs = this.#backoffMs(attempt);
@@ -137,6 +142,14 @@ export class FederationClient {
       } catch {
         return { ok: false, error: answer.error };
       }
+    }
+  }
+
+  #outcome(outcome: string): void {
+    try {
+      this.#onOutcome?.(outcome);
+    } catch {
+      // Counting never breaks a request.
     }
   }
 

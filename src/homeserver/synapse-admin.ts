@@ -104,4 +104,9 @@ export class SynapseAdmin {
   forwardExtremities(roomId: string, opts: RequestOptions = {}): Promise<Result<{ count: number; results: AdminForwardExtremity[] }, HttpFailure>> {
     return this.http.request('GET', path`/_synapse/admin/v1/rooms/${roomId}/forward_extremities`, opts);
   }
+
+  /** The aliases on this server that point to the room (client API; a server admin may ask for any room). */
+  roomAliases(roomId: string, opts: RequestOptions = {}): Promise<Result<{ aliases: string[] }, HttpFailure>> {
+    return this.http.request('GET', path`/_matrix/client/v3/rooms/${roomId}/aliases`, opts);
+  }
 }

@@ -112,6 +112,11 @@ export class JobStore {
     return Object.fromEntries(rows.map((r) => [r.state, r.n]));
   }
 
+  /** Items done and failed over every stored job, by job type (metrics). */
+  itemTotalsByType(): { type: string; done: number; failed: number }[] {
+    return this.db.prepare('SELECT type, SUM(done) AS done, SUM(failed) AS failed FROM jobs GROUP BY type ORDER BY type').all() as { type: string; done: number; failed: number }[];
+  }
+
   /** The newest unfinished terminal job with the same type and arguments: a re-run resumes it. */
   findUnfinished(type: string, args: Record<string, unknown>, origin: JobOrigin): JobRecord | undefined {
     const row = this.db.prepare(

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { createAppserviceApp, listen } from '../../src/appservice/server.ts';
 import { createLogger } from '../../src/log.ts';
@@ -19,29 +20,38 @@ interface Harness {
 
 let h: Harness;
 
-beforeEach(async () => {
+async function startHarness(extra: { allowQueryToken?: boolean; logLines?: string[] } = {}): Promise<Harness> {
   const db = openDatabase(':memory:');
   const inbox = new Inbox(db);
   const app = createAppserviceApp({
     hsToken: HS_TOKEN,
     inbox,
-    log: createLogger({ level: 'silent' }),
+    log: extra.logLines ? createLogger({ level: 'warn', stream: new Writable({ write(chunk, _enc, done) { extra.logLines!.push(String(chunk)); done(); } }) }) : createLogger({ level: 'silent' }),
     // Keep messages and receipts; drop typing notifications and anything marked unwanted.
     wants: (event: MatrixEvent, kind) => event.type !== 'm.typing' && event.content.unwanted !== true && (kind === 'pdu' || event.type === 'm.receipt'),
     onTaken: () => {
       h.taken += 1;
     },
     health: () => ({ version: 'test' }),
+    allowQueryToken: extra.allowQueryToken,
   });
   const server = await listen(app, 0, '127.0.0.1');
   const { port } = server.address() as AddressInfo;
-  h = { db, inbox, server, base: `http://127.0.0.1:${port}`, taken: 0 };
+  return { db, inbox, server, base: `http://127.0.0.1:${port}`, taken: 0 };
+}
+
+async function stopHarness(old: Harness): Promise<void> {
+  old.server.closeAllConnections();
+  await new Promise<void>((resolve) => old.server.close(() => resolve()));
+  old.db.close();
+}
+
+beforeEach(async () => {
+  h = await startHarness();
 });
 
 afterEach(async () => {
-  h.server.closeAllConnections();
-  await new Promise<void>((resolve) => h.server.close(() => resolve()));
-  h.db.close();
+  await stopHarness(h);
 });
 
 function message(id: string, body = 'hi', room = '!admin:hs'): MatrixEvent {
@@ -90,7 +100,25 @@ describe('appservice transactions: authentication', () => {
     assert.equal(count('inbox'), 0);
   });
 
-  it('refuses a wrong legacy access_token query parameter and accepts the right one', async () => {
+  it('refuses the hs_token in the query string by default, with a message that says why, and never logs it', async () => {
+    await stopHarness(h);
+    const lines: string[] = [];
+    h = await startHarness({ logLines: lines });
+    const res = await put('1', { events: [message('$a')] }, { token: null, query: `?access_token=${HS_TOKEN}` });
+    assert.equal(res.status, 403);
+    assert.equal((res.json as { errcode: string }).errcode, 'M_FORBIDDEN');
+    assert.match((res.json as { error: string }).error, /query string.*allow_query_token/s);
+    assert.equal(count('inbox'), 0);
+    assert.equal(h.taken, 0);
+    assert.ok(lines.some((l) => l.includes('query string')), lines.join('\n'));
+    assert.ok(!lines.join('\n').includes(HS_TOKEN), 'the token must not be logged');
+    // The header still works on the same server.
+    assert.equal((await put('2', { events: [message('$b')] })).status, 200);
+  });
+
+  it('with appservice.allow_query_token, refuses a wrong legacy access_token query parameter and accepts the right one', async () => {
+    await stopHarness(h);
+    h = await startHarness({ allowQueryToken: true });
     assert.equal((await put('1', { events: [message('$a')] }, { token: null, query: '?access_token=nope' })).status, 403);
     assert.equal(count('inbox'), 0);
     assert.equal((await put('1', { events: [message('$a')] }, { token: null, query: `?access_token=${HS_TOKEN}` })).status, 200);

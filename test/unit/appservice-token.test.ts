@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { presentedToken, tokensMatch } from '../../src/appservice/token.ts';
+import { hasQueryToken, presentedToken, tokensMatch } from '../../src/appservice/token.ts';
 
 describe('tokensMatch', () => {
   const expected = 'hs_token_0123456789abcdef';
@@ -35,18 +35,28 @@ describe('presentedToken', () => {
 
   it('prefers the header over the legacy query parameter', () => {
     assert.equal(presentedToken('Bearer from-header', { access_token: 'from-query' }), 'from-header');
+    assert.equal(presentedToken('Bearer from-header', { access_token: 'from-query' }, true), 'from-header');
   });
 
-  it('falls back to the legacy access_token query parameter', () => {
-    assert.equal(presentedToken(undefined, { access_token: 'legacy' }), 'legacy');
-    assert.equal(presentedToken('Basic dXNlcjpwYXNz', { access_token: 'legacy' }), 'legacy');
+  it('ignores the access_token query parameter unless it is allowed', () => {
+    assert.equal(presentedToken(undefined, { access_token: 'legacy' }), undefined);
+    assert.equal(presentedToken('Basic dXNlcjpwYXNz', { access_token: 'legacy' }), undefined);
+    assert.equal(hasQueryToken({ access_token: 'legacy' }), true);
+    assert.equal(hasQueryToken({ access_token: '' }), true);
+    assert.equal(hasQueryToken({}), false);
+    assert.equal(hasQueryToken(undefined), false);
+  });
+
+  it('falls back to the legacy access_token query parameter when allowed', () => {
+    assert.equal(presentedToken(undefined, { access_token: 'legacy' }, true), 'legacy');
+    assert.equal(presentedToken('Basic dXNlcjpwYXNz', { access_token: 'legacy' }, true), 'legacy');
   });
 
   it('finds nothing in other schemes, empty bearers or non-string query values', () => {
     assert.equal(presentedToken('Basic dXNlcjpwYXNz', {}), undefined);
     assert.equal(presentedToken('Bearer', {}), undefined);
     assert.equal(presentedToken('Bearer ', {}), undefined);
-    assert.equal(presentedToken(undefined, { access_token: ['a', 'b'] }), undefined);
+    assert.equal(presentedToken(undefined, { access_token: ['a', 'b'] }, true), undefined);
     assert.equal(presentedToken(undefined, undefined), undefined);
     assert.equal(presentedToken(undefined, {}), undefined);
   });
