@@ -8,6 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MatrixTestClient } from '../rig/client.ts';
 import { FakeMas } from '../rig/fake-mas.ts';
+import { freePort } from '../rig/ports.ts';
 import { runCli, startStewardWithSynapse, type StewardSetup } from '../rig/steward.ts';
 import { command, replyMatching, roomHistory } from './room-helpers.ts';
 
@@ -23,8 +24,9 @@ describe('delegated auth (MAS)', () => {
     const config = JSON.parse(await readFile(s.steward.configPath, 'utf8'));
     config.homeserver = { ...config.homeserver, ...homeserver };
     if (config.homeserver.admin_token_file === null) delete config.homeserver.admin_token_file;
-    // Its own database: the running Steward keeps its state to itself.
+    // Its own database and port: the running Steward keeps its state and its listener to itself.
     config.storage = { ...config.storage, database: path.join(s.steward.dir, `${name}.db`) };
+    config.appservice = { ...config.appservice, port: await freePort() };
     if (tokenText !== undefined) await writeFile(path.join(s.steward.dir, `${name}-token`), tokenText, { mode: 0o600 });
     const file = path.join(s.steward.dir, `${name}.yaml`);
     await writeFile(file, JSON.stringify(config));
