@@ -4,6 +4,7 @@ import { snapshotCommand } from '../snapshot/snapshot-command.ts';
 import { RECOVERY_COMMANDS } from '../recovery/recovery-commands.ts';
 import { LINKED_COMMANDS } from '../linked/commands.ts';
 import { FED_COMMANDS } from '../fed/fed-commands.ts';
+import { doctorCommand } from '../doctor/doctor-command.ts';
 import type { Command } from './types.ts';
 
 /** Every command, for both front ends; each declares where it may run. */
@@ -19,4 +20,5 @@ export const ALL_COMMANDS: readonly Command[] = [
   ...RECOVERY_COMMANDS,
   ...LINKED_COMMANDS,
   ...FED_COMMANDS,
+  doctorCommand,
 ];

@@ -5,6 +5,7 @@ import type { JobRunner } from '../jobs/runner.ts';
 import type { LinkedAccounts } from '../linked/linked-accounts.ts';
 import type { RecoveryCore } from '../recovery/wiring.ts';
 import type { Command, FrontEnd } from './types.ts';
+import type { Doctor } from '../doctor/doctor.ts';
 
 export interface ServiceStatus {
   readonly version: string;
@@ -33,4 +34,6 @@ export interface CommandContext {
   readonly linked?: LinkedAccounts;
   /** Lost rooms and log sources (src/recovery). */
   readonly recovery: Pick<RecoveryCore, 'rooms' | 'sources'>;
+  /** Deployment checks (src/doctor); the running service's one also round-trips events. */
+  readonly doctor?: Doctor;
 }

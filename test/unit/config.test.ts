@@ -42,13 +42,25 @@ describe('parseConfig: a minimal valid config', () => {
   it('fills every default', () => {
     const config = value(parseConfig(minimal(), BASE));
     // Section by section, so sections added later (e.g. federation) do not break this test.
-    assert.deepEqual(config.homeserver, { url: 'http://127.0.0.1:8008', serverName: 'example.org' });
-    assert.deepEqual(config.appservice, { id: 'steward', botLocalpart: 'steward', bindAddress: '127.0.0.1', port: 9993, url: 'http://127.0.0.1:9993' });
+    assert.deepEqual(config.homeserver, { url: 'http://127.0.0.1:8008', serverName: 'example.org', startupWaitSeconds: 300, synapseConfig: undefined });
+    assert.deepEqual(config.appservice, { id: 'steward', botLocalpart: 'steward', bindAddress: '127.0.0.1', port: 9993, url: 'http://127.0.0.1:9993', allowQueryToken: false, metrics: true });
     assert.deepEqual(config.adminRoom, { admins: ['@alice:example.org'], room: undefined, statusRoom: undefined, name: 'Steward admin' });
     assert.deepEqual(config.storage, { database: '/srv/steward/data/steward.db', dumps: '/srv/steward/dumps' });
     assert.deepEqual(config.jobs, { concurrency: 2, progressIntervalSeconds: 3 });
     assert.deepEqual(config.requests, { timeoutSeconds: 60, maxRetries: 6, concurrency: 4 });
     assert.deepEqual(config.logging, { level: 'info' });
+  });
+
+  it('reads the start-up wait, Synapse\'s config path (relative to baseDir), query-token and metrics switches', () => {
+    const hs = value(parseConfig(withSection('homeserver', { url: 'http://127.0.0.1:8008', server_name: 'example.org', startup_wait_seconds: 0, synapse_config: 'synapse/homeserver.yaml' }), '/etc/steward'));
+    assert.equal(hs.homeserver.startupWaitSeconds, 0);
+    assert.equal(hs.homeserver.synapseConfig, '/etc/steward/synapse/homeserver.yaml');
+    const as = value(parseConfig(withSection('appservice', { allow_query_token: true, metrics: false }), BASE));
+    assert.equal(as.appservice.allowQueryToken, true);
+    assert.equal(as.appservice.metrics, false);
+    const bad = parseConfig(withSection('homeserver', { url: 'http://127.0.0.1:8008', server_name: 'example.org', startup_wait_seconds: -1 }), BASE);
+    assert.ok(!bad.ok);
+    assert.match(bad.error.human, /homeserver\.startup_wait_seconds/);
   });
 
   it('resolves relative storage paths against baseDir and keeps absolute ones', () => {
