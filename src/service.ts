@@ -19,6 +19,7 @@ import { waitForHomeserver } from './homeserver/wait-for-homeserver.ts';
 import { assembleRecovery, type RecoveryCore } from './recovery/wiring.ts';
 import { snapshotJob } from './snapshot/snapshot-job.ts';
 import { federationProvider, type FederationProvider } from './federation/federation-access.ts';
+import { SqlitePersistedServerKeys } from './federation/persisted-keys.ts';
 import { JobStore } from './jobs/job-store.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { LinkedAccounts } from './linked/linked-accounts.ts';
@@ -75,7 +76,10 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
   const client = new ClientApi(http);
   const botUserId = `@${registration.senderLocalpart}:${config.homeserver.serverName}`;
   const metrics = new Metrics();
-  const federation = federationProvider(config, log, `Steward/${STEWARD_VERSION}`, (outcome) => metrics.inc('federation_requests_total', { outcome }));
+  const federation = federationProvider(config, log, `Steward/${STEWARD_VERSION}`, {
+    onOutcome: (outcome) => metrics.inc('federation_requests_total', { outcome }),
+    persisted: new SqlitePersistedServerKeys(db),
+  });
   const recovery = assembleRecovery({ config, registration, db, http, federation, log, userAgent: `Steward/${STEWARD_VERSION}` });
   const linked = new LinkedAccounts(db, config, log);
   const runner = new JobRunner({
