@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import { join } from 'node:path';
 import { adminRoomCommands } from './admin-room/command-handler.ts';
 import { ensureRooms } from './admin-room/admin-room.ts';
 import { Messenger } from './admin-room/messenger.ts';
@@ -13,11 +14,17 @@ import type { StewardConfig } from './config/config.ts';
 import { dumpRoomsJob } from './dump/dump-rooms.ts';
 import { dumpUsersJob } from './dump/dump-users.ts';
 import { ClientApi } from './homeserver/client-api.ts';
+import { AccountApi } from './homeserver/account-api.ts';
 import { HomeserverHttp, path } from './homeserver/http.ts';
 import { SynapseAdmin } from './homeserver/synapse-admin.ts';
+import { adminTokenNeeded, adminTokenRefused, detectAuthDelegation, issueTokenSteps, readAdminToken } from './production/delegated-auth.ts';
 import { waitForHomeserver } from './homeserver/wait-for-homeserver.ts';
 import { assembleRecovery, type RecoveryCore } from './recovery/wiring.ts';
+import { assembleArchive, type ArchiveCore } from './archive/wiring.ts';
+import { createArchiveViews } from './archive/views/archive-views.ts';
 import { snapshotJob } from './snapshot/snapshot-job.ts';
+import { restoreUsersJob } from './restore/restore-users.ts';
+import { restoreRoomsJob } from './restore/restore-rooms.ts';
 import { federationProvider, type FederationProvider } from './federation/federation-access.ts';
 import { SqlitePersistedServerKeys } from './federation/persisted-keys.ts';
 import { JobStore } from './jobs/job-store.ts';
@@ -56,6 +63,8 @@ export interface Core {
   readonly recovery: RecoveryCore;
   /** Linked accounts: links, directory, invite and receipt mirroring (src/linked). */
   readonly linked: LinkedAccounts;
+  /** Room history archive: its store, job and schedule (src/archive). */
+  readonly archive: ArchiveCore;
   /** Counters at the counting points; only `steward run` attaches an exporter (src/metrics). */
   readonly metrics: Metrics;
   synapseVersion: string | null;
@@ -82,18 +91,23 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
   });
   const recovery = assembleRecovery({ config, registration, db, http, federation, log, userAgent: `Steward/${STEWARD_VERSION}` });
   const linked = new LinkedAccounts(db, config, log);
+  const kv = new KeyValueStore(db);
+  const archive = assembleArchive({ config, db, http, admin, kv, jobs, log, views: (opts) => createArchiveViews({ ...opts, http, log, mediaMaxBytes: config.archive.mediaMaxMb * 1024 * 1024 }) });
   const runner = new JobRunner({
     store: jobs,
     definitions: [
-      dumpUsersJob({ admin, client, jobs, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION }),
+      dumpUsersJob({ admin, client, account: new AccountApi(http), jobs, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION, synapseDatabase: config.synapse.database }),
       dumpRoomsJob({ admin, jobs, federation, serverName: config.homeserver.serverName, stewardVersion: STEWARD_VERSION }),
       snapshotJob({ admin, client, serverName: config.homeserver.serverName, dumpsDir: config.storage.dumps }),
       ...recovery.jobs,
+      ...archive.jobs,
+      restoreUsersJob({ admin, client, account: new AccountApi(http), db, botUserId, serverName: config.homeserver.serverName, synapseDatabase: config.synapse.database, reportsDir: join(config.storage.dumps, 'restore-reports') }),
+      restoreRoomsJob({ db, http, client, federation, serverName: config.homeserver.serverName, botUserId }),
     ],
     concurrency: config.jobs.concurrency,
     log,
   });
-  return { config, registration, log, db, kv: new KeyValueStore(db), jobs, http, admin, client, runner, botUserId, federation, startedTs: Date.now(), recovery, linked, metrics, synapseVersion: null };
+  return { config, registration, log, db, kv, jobs, http, admin, client, runner, botUserId, federation, startedTs: Date.now(), recovery, linked, archive, metrics, synapseVersion: null };
 }
 
 export type BaseContext = Omit<CommandContext, 'frontEnd' | 'sender' | 'roomId' | 'commandEventId'>;
@@ -107,30 +121,51 @@ export function commandContext(core: Core): BaseContext {
     startedTs: core.startedTs,
     synapseVersion: core.synapseVersion,
   });
-  return { config: core.config, jobs: core.jobs, runner: core.runner, commands: ALL_COMMANDS, status, federation: core.federation, recovery: core.recovery, linked: core.linked, doctor: createDoctor(doctorDeps(core)) };
+  return { config: core.config, jobs: core.jobs, runner: core.runner, commands: ALL_COMMANDS, status, federation: core.federation, recovery: core.recovery, linked: core.linked, archive: core.archive, doctor: createDoctor(doctorDeps(core)) };
 }
 
 function doctorDeps(core: Core): DoctorDeps {
-  return { config: core.config, registration: core.registration, http: core.http, admin: core.admin, client: core.client, federation: core.federation, logSources: core.recovery.sources, botUserId: core.botUserId };
+  return { config: core.config, registration: core.registration, http: core.http, admin: core.admin, client: core.client, federation: core.federation, logSources: core.recovery.sources, botUserId: core.botUserId, log: core.log };
 }
 
-/** The bot must exist and be a Synapse admin before anything else can work. */
+/**
+ * The bot must exist and the admin API must accept Steward before anything else can work. Admin
+ * calls use the appservice token (the bot must then be a Synapse admin) or, when
+ * `homeserver.admin_token_file` is set, that token; under MAS only the latter can work.
+ */
 export async function ensureBotUser(core: Core): Promise<Result<void>> {
+  const tokenFile = core.config.homeserver.adminTokenFile;
+  if (tokenFile !== undefined) {
+    const token = await readAdminToken(tokenFile, core.log);
+    if (!token.ok) return token;
+    core.http.setAdminToken(token.value);
+  }
+  const delegation = await detectAuthDelegation(core.http);
+  core.admin.delegatedAuth = delegation.delegated === true;
+  core.log.info({ delegated: delegation.delegated, detail: delegation.detail, adminToken: tokenFile !== undefined }, 'homeserver authentication');
+  // Under MAS `/register` takes only this form (m.login.application_service with inhibit_login).
   const registered = await core.client.registerAppserviceUser(core.registration.senderLocalpart);
   if (!registered.ok && registered.error.errcode !== 'M_USER_IN_USE') {
     return fail('E_BOT_USER', `Cannot register the bot user ${core.botUserId}: ${registered.error.human}. Is the registration file loaded by Synapse (app_service_config_files) and Synapse restarted since?`, registered.error.log);
   }
+  if (delegation.delegated === true && tokenFile === undefined) return adminTokenNeeded(delegation, core.registration.senderLocalpart);
   const self = await core.admin.user(core.botUserId);
   if (!self.ok) {
     if (self.error.status === 403 || self.error.status === 401) {
+      if (tokenFile !== undefined && delegation.delegated !== false) return adminTokenRefused(self.error, tokenFile, core.registration.senderLocalpart);
+      if (tokenFile !== undefined) {
+        return fail('E_NOT_ADMIN', `The user of the token in ${tokenFile} is not a Synapse admin (${self.error.human}). Use an admin's token, or make that user an admin: UPDATE users SET admin = 1 WHERE name = '<user id>';`, self.error.log);
+      }
       const url = `${core.config.homeserver.url}${path`/_synapse/admin/v2/users/${core.botUserId}`}`;
       return fail('E_NOT_ADMIN', [
         `${core.botUserId} is not a Synapse admin, so it cannot use the admin API. Make it one, then start Steward again:`,
         `  curl -X PUT -H "Authorization: Bearer <an admin's access token>" -d '{"admin": true}' '${url}'`,
         `or in Synapse's database: UPDATE users SET admin = 1 WHERE name = '${core.botUserId}';`,
+        ...(delegation.delegated === undefined ? [`If Synapse delegates authentication to MAS, the appservice token can never use the admin API; give Steward an admin-scoped token instead:`, issueTokenSteps(core.registration.senderLocalpart, undefined)] : []),
       ].join('\n'), self.error.log);
     }
-    return fail('E_HOMESERVER', `Cannot reach the Synapse admin API at ${core.config.homeserver.url}: ${self.error.human}`, self.error.log);
+    const masHint = delegation.delegated === true ? ' (under MAS: Synapse must reach MAS to check the admin token, and the token\'s user must exist on Synapse)' : '';
+    return fail('E_HOMESERVER', `Cannot reach the Synapse admin API at ${core.config.homeserver.url}: ${self.error.human}${masHint}`, self.error.log);
   }
   const version = await core.admin.serverVersion();
   core.synapseVersion = version.ok ? version.value.server_version : null;
@@ -224,6 +259,8 @@ export async function startService(config: StewardConfig, registration: Registra
     if (!(await messenger.notice(statusRoomId, message))) throw new Error('the status room notice was not sent');
   });
   const resumed = core.runner.resumePending('room');
+  // archive.schedule: a scheduled archive reports in the status room like any room job.
+  const archiveSchedule = core.archive.startSchedule((args) => core.runner.submit({ type: 'archive', args: { ...args }, origin: 'room', roomId: statusRoomId }).job);
   router.kick();
   inbox.prune(INBOX_RETENTION_MS);
   const pruneTimer = setInterval(() => inbox.prune(INBOX_RETENTION_MS), 3600_000).unref();
@@ -231,7 +268,7 @@ export async function startService(config: StewardConfig, registration: Registra
   const jobNote = resumed.length
     ? `resuming ${resumed.length} job(s): ${resumed.map((j) => `#${j.id} ${core.runner.title(j)}`).join(', ')}`
     : 'no unfinished jobs';
-  const notice = `Steward ${STEWARD_VERSION} started on ${config.homeserver.serverName}${core.synapseVersion ? ` (Synapse ${core.synapseVersion})` : ''} · ${pingNote} · ${jobNote}. Type !help for commands.`;
+  const notice = `Steward ${STEWARD_VERSION} started on ${config.homeserver.serverName}${core.synapseVersion ? ` (Synapse ${core.synapseVersion}${core.admin.delegatedAuth ? ', auth delegated to MAS' : ''})` : ''} · ${pingNote} · ${jobNote}. Type !help for commands.`;
   await messenger.notice(statusRoomId, { text: notice, html: escapeHtml(notice) });
   log.info({ adminRoomId, statusRoomId, resumed: resumed.length }, 'Steward is running');
   // Receipts sent while Steward was down never reach it: bring linked accounts up to date, in the background.
@@ -249,6 +286,7 @@ export async function startService(config: StewardConfig, registration: Registra
     statusRoomId,
     async stop() {
       clearInterval(pruneTimer);
+      archiveSchedule.stop();
       catchUpAbort.abort();
       await linkedCatchUp;
       await new Promise<void>((resolve) => server.close(() => resolve()));

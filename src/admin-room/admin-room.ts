@@ -9,7 +9,7 @@ export interface Rooms {
   readonly statusRoomId: string;
 }
 
-const CREATED_ROOM_KEY = 'admin_room.created_room_id';
+export const CREATED_ROOM_KEY = 'admin_room.created_room_id';
 
 /**
  * Finds or creates the admin room, checks it is usable (joined, unencrypted) and invites the

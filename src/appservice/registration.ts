@@ -20,7 +20,8 @@ function escapeRegex(text: string): string {
 
 /**
  * The registration Synapse loads: an exclusive namespace for the bot's own user and a
- * non-exclusive one over every local user, which is what lets Steward act as them.
+ * non-exclusive one over every local user, which is what lets Steward act as them (and a
+ * non-exclusive one over local aliases, which lets it set them).
  */
 export async function buildRegistration(config: StewardConfig): Promise<Record<string, unknown>> {
   const { AppServiceRegistration } = await import('matrix-appservice-bridge');
@@ -32,6 +33,9 @@ export async function buildRegistration(config: StewardConfig): Promise<Record<s
   reg.setSenderLocalpart(config.appservice.botLocalpart);
   reg.addRegexPattern('users', `@${escapeRegex(config.appservice.botLocalpart)}:${server}$`, true);
   reg.addRegexPattern('users', `@.*:${server}$`, false);
+  // Synapse lets an appservice create only aliases in its namespace, even acting as a user:
+  // restore rooms moves a lost room's aliases to the room that replaces it.
+  reg.addRegexPattern('aliases', `#.*:${server}$`, false);
   reg.setRateLimited(false);
   return {
     ...reg.getOutput(),

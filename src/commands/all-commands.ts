@@ -3,7 +3,11 @@ import { dumpRoomsCommand, dumpUsersCommand } from '../dump/dump-commands.ts';
 import { snapshotCommand } from '../snapshot/snapshot-command.ts';
 import { RECOVERY_COMMANDS } from '../recovery/recovery-commands.ts';
 import { LINKED_COMMANDS } from '../linked/commands.ts';
-import { FED_COMMANDS } from '../fed/fed-commands.ts';
+import { FED_COMMANDS } from '../federation-commands/fed-commands.ts';
+import { ARCHIVE_COMMANDS } from '../archive/archive-commands.ts';
+import { RESTORE_COMMANDS } from '../restore/restore-commands.ts';
+import { restoreRoomsCommand } from '../restore/restore-rooms-command.ts';
+import { archiveSearchCommand } from '../archive/archive-search-command.ts';
 import { doctorCommand } from '../doctor/doctor-command.ts';
 import type { Command } from './types.ts';
 
@@ -20,5 +24,9 @@ export const ALL_COMMANDS: readonly Command[] = [
   ...RECOVERY_COMMANDS,
   ...LINKED_COMMANDS,
   ...FED_COMMANDS,
+  ...ARCHIVE_COMMANDS,
+  ...RESTORE_COMMANDS,
+  restoreRoomsCommand,
+  archiveSearchCommand,
   doctorCommand,
 ];

@@ -4,6 +4,7 @@ import type { JobStore } from '../jobs/job-store.ts';
 import type { JobRunner } from '../jobs/runner.ts';
 import type { LinkedAccounts } from '../linked/linked-accounts.ts';
 import type { RecoveryCore } from '../recovery/wiring.ts';
+import type { ArchiveCore } from '../archive/wiring.ts';
 import type { Command, FrontEnd } from './types.ts';
 import type { Doctor } from '../doctor/doctor.ts';
 
@@ -34,6 +35,8 @@ export interface CommandContext {
   readonly linked?: LinkedAccounts;
   /** Lost rooms and log sources (src/recovery). */
   readonly recovery: Pick<RecoveryCore, 'rooms' | 'sources'>;
+  /** The history archive's bookkeeping and schedule (src/archive); absent where a context is built without it. */
+  readonly archive?: Pick<ArchiveCore, 'store' | 'config' | 'nextRun' | 'activeJobs'>;
   /** Deployment checks (src/doctor); the running service's one also round-trips events. */
   readonly doctor?: Doctor;
 }

@@ -6,12 +6,15 @@ import { parseRecoveryConfig, type RecoveryConfig } from '../recovery/recovery-c
 import { fail, ok, type Result } from '../util/result.ts';
 import { parseCidr } from '../federation/address-guard.ts';
 import { parseLinkedAccountsConfig, type LinkedAccountsConfig } from '../linked/linked-config.ts';
+import { parseArchiveConfig, type ArchiveConfig } from '../archive/archive-config.ts';
 
 export interface StewardConfig {
   readonly homeserver: {
     /** Client-server and admin API base URL, as the bot reaches it. */
     readonly url: string;
     readonly serverName: string;
+    /** File holding a token with Synapse's admin scope, for admin API calls only (needed under MAS). */
+    readonly adminTokenFile: string | undefined;
     /** How long `steward run` waits for an unreachable homeserver at start-up (0: do not wait). */
     readonly startupWaitSeconds: number;
     /** Synapse's homeserver.yaml, when readable: lets the doctor (and others) check its settings. */
@@ -70,6 +73,10 @@ export interface StewardConfig {
   readonly recovery: RecoveryConfig;
   /** Linked accounts: mirror invites and read receipts across one person's Matrix IDs (src/linked). */
   readonly linkedAccounts: LinkedAccountsConfig;
+  /** Room history archive (src/archive). */
+  readonly archive: ArchiveConfig;
+  /** Synapse's own database: only for password hashes (dump users --with-password-hashes, restore users). */
+  readonly synapse: { readonly database: string | undefined };
 }
 
 const MXID = /^@[^:\s]+:[^\s]+$/;
@@ -80,11 +87,12 @@ const LOG_LEVELS = /^(trace|debug|info|warn|error|fatal|silent)$/;
 /** Validates parsed YAML; `baseDir` anchors relative paths (the config file's folder). */
 export function parseConfig(raw: unknown, baseDir: string): Result<StewardConfig> {
   const r = new ConfigReader();
-  const root = r.section(raw ?? {}, '', ['homeserver', 'appservice', 'admin_room', 'storage', 'jobs', 'requests', 'logging', 'federation', 'recovery', 'linked_accounts']);
+  const root = r.section(raw ?? {}, '', ['homeserver', 'appservice', 'admin_room', 'storage', 'jobs', 'requests', 'logging', 'federation', 'recovery', 'linked_accounts', 'archive', 'synapse']);
 
-  const hs = r.section(root?.homeserver, 'homeserver', ['url', 'server_name', 'startup_wait_seconds', 'synapse_config'], true);
+  const hs = r.section(root?.homeserver, 'homeserver', ['url', 'server_name', 'admin_token_file', 'startup_wait_seconds', 'synapse_config'], true);
   const url = r.string(hs, 'homeserver', 'url', { pattern: /^https?:\/\/[^\s/]+(\/[^\s]*)?$/, expect: 'an http(s) URL such as http://127.0.0.1:8008' });
   const serverName = r.string(hs, 'homeserver', 'server_name', { pattern: SERVER_NAME, expect: 'a server name such as example.org' });
+  const adminTokenFile = r.optionalString(hs, 'homeserver', 'admin_token_file');
 
   const startupWaitSeconds = r.integer(hs, 'homeserver', 'startup_wait_seconds', { default: 300, min: 0, max: 86400 });
   const synapseConfig = r.optionalString(hs, 'homeserver', 'synapse_config');
@@ -150,11 +158,17 @@ export function parseConfig(raw: unknown, baseDir: string): Result<StewardConfig
 
   const recovery = parseRecoveryConfig(r, root?.recovery, baseDir, storage.dumps);
   const linkedAccounts = parseLinkedAccountsConfig(r, root?.linked_accounts);
+  const archive = parseArchiveConfig(r, root?.archive, baseDir, requests.concurrency);
+
+  const sy = r.section(root?.synapse, 'synapse', ['database']);
+  const synapseDatabase = r.optionalString(sy, 'synapse', 'database');
+  // A relative SQLite path is relative to this file, like every other path; a DSN stays as it is.
+  const synapse = { database: synapseDatabase === undefined || /^postgres(ql)?:\/\//i.test(synapseDatabase) ? synapseDatabase : resolve(baseDir, synapseDatabase) };
 
   if (r.problems.length > 0) {
     return fail('E_BAD_CONFIG', `The configuration has ${r.problems.length} problem(s):\n- ${r.problems.join('\n- ')}`);
   }
-  return ok({ homeserver: { url: url.replace(/\/+$/, ''), serverName, startupWaitSeconds, synapseConfig: synapseConfig === undefined ? undefined : resolve(baseDir, synapseConfig) }, appservice, adminRoom, storage, jobs, requests, logging, federation, recovery, linkedAccounts });
+  return ok({ homeserver: { url: url.replace(/\/+$/, ''), serverName, adminTokenFile: adminTokenFile === undefined ? undefined : resolve(baseDir, adminTokenFile), startupWaitSeconds, synapseConfig: synapseConfig === undefined ? undefined : resolve(baseDir, synapseConfig) }, appservice, adminRoom, storage, jobs, requests, logging, federation, recovery, linkedAccounts, archive, synapse });
 }
 
 export async function loadConfig(path: string): Promise<Result<StewardConfig>> {

@@ -15,6 +15,8 @@ import { sourceName } from '../recovery/recovery-config.ts';
 import type { LogSourceStore } from '../recovery/lost-rooms.ts';
 import type { CheckOutcome, CheckResult, DoctorCheck } from './check.ts';
 import type { TransactionSelfTest } from './self-test.ts';
+import { detectAuthDelegation, issueTokenSteps, readAdminToken } from '../production/delegated-auth.ts';
+import type { Logger } from '../log.ts';
 
 export interface DoctorDeps {
   readonly config: StewardConfig;
@@ -25,6 +27,7 @@ export interface DoctorDeps {
   readonly federation: FederationProvider;
   readonly logSources: LogSourceStore;
   readonly botUserId: string;
+  readonly log: Logger;
   /** Only in the running service: the event and receipt round trip through its own endpoint. */
   readonly selfTest?: TransactionSelfTest;
 }
@@ -95,9 +98,25 @@ export function adminApiCheck(d: DoctorDeps): DoctorCheck {
     title: 'Admin API rights',
     needsHomeserver: true,
     async run(signal) {
+      const tokenFile = d.config.homeserver.adminTokenFile;
+      // The terminal's doctor runs before (instead of) the start-up steps that load the admin token.
+      if (tokenFile !== undefined && !d.http.hasAdminToken) {
+        const token = await readAdminToken(tokenFile, d.log);
+        if (!token.ok) return { status: 'fail', detail: token.error.human, fix: issueTokenSteps(d.registration.senderLocalpart, tokenFile).trim() };
+        d.http.setAdminToken(token.value);
+      }
+      const delegation = await detectAuthDelegation(d.http);
+      const mas = delegation.delegated === true;
+      const using = tokenFile !== undefined ? `the admin token of ${tokenFile}` : 'the appservice token';
+      if (mas && tokenFile === undefined) {
+        return { status: 'fail', detail: `Synapse delegates authentication to MAS${delegation.issuer ? ` (${delegation.issuer})` : ''}: the appservice token can never use the admin API`, fix: `give Steward an admin-scoped token: ${issueTokenSteps(d.registration.senderLocalpart, undefined).trim()}` };
+      }
       const self = await d.admin.user(d.botUserId, { signal });
       if (!self.ok) {
         if (self.error.status === 401 || self.error.status === 403) {
+          if (tokenFile !== undefined) {
+            return { status: 'fail', detail: `${using} is refused by the admin API (${self.error.status} ${self.error.errcode ?? ''})${mas ? ': under MAS it needs the scope urn:synapse:admin:*' : ': its user is not a Synapse admin'}`.trim(), fix: issueTokenSteps(d.registration.senderLocalpart, tokenFile).trim() };
+          }
           return {
             status: 'fail',
             detail: `${d.botUserId} cannot use the Synapse admin API (${self.error.status} ${self.error.errcode ?? ''})`.trim(),
@@ -107,7 +126,7 @@ export function adminApiCheck(d: DoctorDeps): DoctorCheck {
         return { status: 'fail', detail: `the admin API did not answer: ${self.error.human}` };
       }
       const version = await d.admin.serverVersion({ signal });
-      return { status: 'ok', detail: `the admin API answers${version.ok ? ` (Synapse ${version.value.server_version})` : ''}` };
+      return { status: 'ok', detail: `the admin API answers ${using}${mas ? ' under MAS (delegated authentication)' : ''}${version.ok ? ` (Synapse ${version.value.server_version})` : ''}` };
     },
   };
 }

@@ -1,7 +1,8 @@
 import { isAbsolute, resolve } from 'node:path';
 import type { Command } from '../commands/types.ts';
 import { startJob } from '../commands/start-job.ts';
-import { fail } from '../util/result.ts';
+import { fail, ok, type Result } from '../util/result.ts';
+import type { CommandContext } from '../commands/context.ts';
 import type { DumpRoomsArgs } from './dump-rooms.ts';
 import type { DumpUsersArgs } from './dump-users.ts';
 
@@ -17,9 +18,11 @@ export const dumpUsersCommand: Command = {
     { name: 'user', type: 'user', description: 'dump only this user', repeatable: true },
     { name: 'include-deactivated', type: 'boolean', description: 'also dump deactivated users' },
     { name: 'concurrency', type: 'int', description: 'users fetched at once (default: requests.concurrency)', min: 1, max: 64 },
+    { name: 'with-password-hashes', type: 'boolean', description: 'also record password hashes (read from Synapse\'s database; the dump can then be cracked offline: keep it private)' },
+    { name: 'synapse-db', type: 'string', description: 'Synapse\'s database for --with-password-hashes: a SQLite path or a Postgres DSN (default: synapse.database)' },
   ],
   frontEnds: ['room', 'terminal'],
-  examples: ['dump users', 'dump users --user @alice:example.org --user @bob:example.org', 'dump users --out /srv/dumps --concurrency 8'],
+  examples: ['dump users', 'dump users --with-password-hashes --synapse-db /var/lib/matrix-synapse/homeserver.db', 'dump users --user @alice:example.org --user @bob:example.org', 'dump users --out /srv/dumps --concurrency 8'],
   async execute(ctx, input) {
     const out = input.string('out') ?? ctx.config.storage.dumps;
     const args: DumpUsersArgs = {
@@ -29,6 +32,11 @@ export const dumpUsersCommand: Command = {
       includeDeactivated: input.bool('include-deactivated'),
       concurrency: input.int('concurrency') ?? ctx.config.requests.concurrency,
     };
+    if (input.bool('with-password-hashes')) {
+      const db = synapseDbArgument(ctx, input.string('synapse-db'), '--with-password-hashes');
+      if (!db.ok) return db;
+      return startJob(ctx, 'dump-users', { ...args, withPasswordHashes: true, ...db.value });
+    }
     return startJob(ctx, 'dump-users', { ...args });
   },
 };
@@ -65,3 +73,21 @@ export const dumpRoomsCommand: Command = {
     return startJob(ctx, 'dump-rooms', { ...args });
   },
 };
+
+/**
+ * Where Synapse's database is, from --synapse-db or synapse.database. A DSN with a password is
+ * refused on the command line: job arguments are stored and logged, and a room message is seen by
+ * everyone in it. Such a DSN belongs in the config file.
+ */
+export function synapseDbArgument(ctx: CommandContext, given: string | undefined, needer: string): Result<{ synapseDb?: string }> {
+  const target = given ?? ctx.config.synapse.database;
+  if (!target) return fail('E_USAGE', `${needer} needs Synapse's database: --synapse-db <SQLite path | Postgres DSN>, or synapse.database in the config.`);
+  if (given !== undefined && /^postgres(ql)?:\/\/[^/@]*:[^/@]*@/i.test(given)) {
+    return fail('E_USAGE', 'A Postgres DSN with a password does not belong on the command line (job arguments are stored and logged): put it in synapse.database in the config, or use PGPASSWORD / ~/.pgpass.');
+  }
+  // From the config, the job reads it again when it runs: the DSN's password never enters the job store.
+  if (given === undefined) return ok({});
+  if (/^postgres(ql)?:\/\//i.test(given)) return ok({ synapseDb: given });
+  if (!isAbsolute(given) && ctx.frontEnd !== 'terminal') return fail('E_USAGE', `--synapse-db needs an absolute path in the room (got ${given}).`);
+  return ok({ synapseDb: resolve(given) });
+}

@@ -11,6 +11,7 @@ import type { JobContext, JobDefinition } from '../jobs/runner.ts';
 import type { JobStore } from '../jobs/job-store.ts';
 import { forEachConcurrent } from '../util/pool.ts';
 import { errorMessage, fail, failure, ok, type Failure, type Result } from '../util/result.ts';
+import { CHECKSUM_ALGORITHM, sectionChecksums } from './dump-checksums.ts';
 import { exists, fileNameFor, newDumpId, prepareDumpDir, removeOrphanTemps, writeJson } from './dump-files.ts';
 import { DUMP_MANIFEST_FORMAT } from './dump-users.ts';
 import { checkAuthChainClosure, compareWithCurrentState, stateAfter, verifyRoomState } from './room-auth-chain.ts';
@@ -201,6 +202,9 @@ export async function collectRoom(
   const currentState = state.ok && Array.isArray(state.value.state) ? state.value.state : null;
   if (!state.ok) record('current_state', state.error as HttpFailure);
   const versionId = typeof details.value.version === 'string' ? details.value.version : undefined;
+  // Local aliases live in the room directory, not in the room: restore moves them to the restored room.
+  const aliases = await deps.admin.roomAliases(roomId, opts);
+  if (!aliases.ok) record('aliases', aliases.error);
   let federation: Record<string, unknown> | null = null;
   if (versionId === undefined) {
     record('federation', failure('E_NO_ROOM_VERSION', 'The admin API does not name the room version.'));
@@ -216,6 +220,7 @@ export async function collectRoom(
     room_version: versionId ?? null,
     details: details.value,
     current_state: currentState,
+    aliases: aliases.ok && Array.isArray(aliases.value.aliases) ? aliases.value.aliases.filter((a) => typeof a === 'string') : null,
   };
   if (failed.length > 0) document.errors = errors;
   document.federation = federation; // last: the big part
@@ -341,6 +346,8 @@ export function dumpRoomsJob(deps: DumpRoomsDeps): JobDefinition {
       if (ctx.signal.aborted) return { ok: false, error: failure('E_CANCELLED', 'stopped') };
 
       const final = manifest(args, cp, 'complete', ctx, synapseVersion, totals, run);
+      // Whole-file checksums let restore tell a truncated or edited room file from a good one.
+      final.checksums = { algorithm: CHECKSUM_ALGORITHM, files: await sectionChecksums(root, 'rooms') };
       await writeJson(join(root, 'manifest.json'), final);
       const counts = final.counts as Record<string, number>;
       const notes = [

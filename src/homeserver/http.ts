@@ -21,10 +21,19 @@ export interface RequestOptions {
    * retry could do the thing twice; a 429 is always retried because it was refused before acting.
    */
   readonly idempotent?: boolean;
+  /** A body sent as is (media uploads) instead of `body` as JSON. */
+  readonly rawBody?: { readonly data: Uint8Array; readonly contentType: string };
   /** Overrides the client's retry budget for this request (0: a single attempt). */
   readonly maxRetries?: number;
   /** Overrides the client's per-attempt timeout for this request. */
   readonly timeoutMs?: number;
+}
+
+/** A successful answer whose body is read chunk by chunk. */
+export interface StreamedBody {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: AsyncIterable<Uint8Array>;
 }
 
 export interface HttpClientOptions {
@@ -34,7 +43,15 @@ export interface HttpClientOptions {
   readonly maxRetries: number;
   readonly log: Logger;
   readonly userAgent?: string;
+  /**
+   * Sent instead of `token` on Synapse admin API paths (`/_synapse/admin/…`): under delegated auth
+   * (MAS) the appservice token carries no admin scope, so those calls need a token that does.
+   */
+  readonly adminToken?: string;
 }
+
+/** Paths that are Synapse's admin API: the only ones the admin token is ever sent to. */
+export const ADMIN_API_PREFIX = '/_synapse/admin/';
 
 /** Builds a path, URL-encoding every interpolated value (user ids, room ids, server names with ports). */
 export function path(strings: TemplateStringsArray, ...values: (string | number)[]): string {
@@ -52,10 +69,24 @@ const MAX_BACKOFF_MS = 30_000;
 export class HomeserverHttp {
   private readonly opts: HttpClientOptions;
   private readonly log: Logger;
+  private adminToken: string | undefined;
 
   constructor(opts: HttpClientOptions) {
     this.opts = { ...opts, baseUrl: opts.baseUrl.replace(/\/+$/, '') };
     this.log = opts.log.child({ module: 'homeserver-http' });
+    this.adminToken = opts.adminToken;
+  }
+
+  /**
+   * Admin API calls use this token from now on (read at start-up from `homeserver.admin_token_file`);
+   * everything else keeps the appservice token and identity assertion.
+   */
+  setAdminToken(token: string | undefined): void {
+    this.adminToken = token;
+  }
+
+  get hasAdminToken(): boolean {
+    return this.adminToken !== undefined;
   }
 
   get baseUrl(): string {
@@ -63,13 +94,26 @@ export class HomeserverHttp {
   }
 
   async request<T>(method: string, urlPath: string, opts: RequestOptions = {}): Promise<Result<T, HttpFailure>> {
+    return this.withRetries(method, urlPath, opts, (url) => this.once<T>(method, url, opts));
+  }
+
+  /**
+   * A GET whose body is read as a stream (media downloads: never a whole file in memory). Retries
+   * like `request` until the headers arrive; then the timeout counts the time between chunks, and
+   * the body's iterator throws if the transfer stops or is cancelled. Consume it to its end or break.
+   */
+  async stream(urlPath: string, opts: RequestOptions = {}): Promise<Result<StreamedBody, HttpFailure>> {
+    return this.withRetries('GET', urlPath, opts, (url) => this.onceStream(url, opts));
+  }
+
+  private async withRetries<T>(method: string, urlPath: string, opts: RequestOptions, attemptOnce: (url: string) => Promise<Result<T, HttpFailure>>): Promise<Result<T, HttpFailure>> {
     const url = this.buildUrl(urlPath, opts);
     const idempotent = opts.idempotent ?? method !== 'POST';
     const maxRetries = opts.maxRetries ?? this.opts.maxRetries;
     let serverErrors = 0;
     let rateLimits = 0;
     for (;;) {
-      const attempt = await this.once<T>(method, url, opts);
+      const attempt = await attemptOnce(url);
       if (attempt.ok) return attempt;
       const { status } = attempt.error;
       if (opts.signal?.aborted) return attempt;
@@ -113,11 +157,15 @@ export class HomeserverHttp {
     const onCancel = (): void => controller.abort();
     opts.signal?.addEventListener('abort', onCancel, { once: true });
     if (opts.signal?.aborted) controller.abort();
-    const headers: Record<string, string> = { authorization: `Bearer ${this.opts.token}`, 'user-agent': this.opts.userAgent ?? 'Steward' };
-    let body: string | undefined;
+    const token = this.adminToken !== undefined && new URL(url).pathname.startsWith(ADMIN_API_PREFIX) ? this.adminToken : this.opts.token;
+    const headers: Record<string, string> = { authorization: `Bearer ${token}`, 'user-agent': this.opts.userAgent ?? 'Steward' };
+    let body: string | Uint8Array | undefined;
     if (opts.body !== undefined) {
       headers['content-type'] = 'application/json';
       body = JSON.stringify(opts.body);
+    } else if (opts.rawBody) {
+      headers['content-type'] = opts.rawBody.contentType;
+      body = opts.rawBody.data;
     }
     let response: Response;
     let text: string;
@@ -133,6 +181,77 @@ export class HomeserverHttp {
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onCancel);
     }
+    return this.answer<T>(method, url, response, text);
+  }
+
+  private async onceStream(url: string, opts: RequestOptions): Promise<Result<StreamedBody, HttpFailure>> {
+    const controller = new AbortController();
+    let timedOut = false;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        timedOut = true;
+        controller.abort();
+      }, this.opts.timeoutMs);
+    };
+    const onCancel = (): void => controller.abort();
+    const release = (): void => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onCancel);
+    };
+    arm();
+    opts.signal?.addEventListener('abort', onCancel, { once: true });
+    if (opts.signal?.aborted) controller.abort();
+    const headers = { authorization: `Bearer ${this.opts.token}`, 'user-agent': this.opts.userAgent ?? 'Steward' };
+    const what = (err: unknown): string => opts.signal?.aborted ? 'cancelled' : timedOut ? `no data within ${Math.round(this.opts.timeoutMs / 1000)}s` : `the transfer broke off (${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message})`;
+    let response: Response;
+    try {
+      response = await fetch(url, { method: 'GET', headers, signal: controller.signal });
+    } catch (err) {
+      release();
+      const code = opts.signal?.aborted ? 'E_CANCELLED' : timedOut ? 'E_TIMEOUT' : 'E_NETWORK';
+      return { ok: false, error: httpFailure(0, code, `GET ${redactPath(new URL(url).pathname)}: ${what(err)}`, undefined) };
+    }
+    if (!response.ok || !response.body) {
+      let text = '';
+      try {
+        text = await response.text();
+      } catch {
+        text = '';
+      } finally {
+        release();
+      }
+      return this.answer<StreamedBody>('GET', url, response, text);
+    }
+    const reader = response.body.getReader();
+    const pathname = redactPath(new URL(url).pathname);
+    async function* chunks(): AsyncGenerator<Uint8Array> {
+      let done = false;
+      try {
+        for (;;) {
+          let next: Awaited<ReturnType<typeof reader.read>>;
+          try {
+            next = await reader.read();
+          } catch (err) {
+            throw new Error(`GET ${pathname}: ${what(err)}`);
+          }
+          if (next.done) {
+            done = true;
+            return;
+          }
+          arm();
+          yield next.value;
+        }
+      } finally {
+        release();
+        if (!done) await reader.cancel().catch(() => undefined);
+      }
+    }
+    return { ok: true, value: { status: response.status, headers: response.headers, body: chunks() } };
+  }
+
+  private answer<T>(method: string, url: string, response: Response, text: string): Result<T, HttpFailure> {
     let parsed: unknown = undefined;
     if (text) {
       try {

@@ -41,6 +41,8 @@ export interface AdminForwardExtremity {
 /** Thin, typed calls to Synapse's admin API; the bot user must be a server admin. */
 export class SynapseAdmin {
   private readonly http: HomeserverHttp;
+  /** Set at start-up when Synapse delegates auth to MAS; changes the queries Synapse accepts. */
+  delegatedAuth = false;
   constructor(http: HomeserverHttp) {
     this.http = http;
   }
@@ -52,7 +54,8 @@ export class SynapseAdmin {
   listUsers(from: string | undefined, limit: number, includeDeactivated: boolean, opts: RequestOptions = {}): Promise<Result<AdminUserList, HttpFailure>> {
     return this.http.request('GET', '/_synapse/admin/v2/users', {
       ...opts,
-      query: { from, limit, guests: true, deactivated: includeDeactivated, order_by: 'name' },
+      // Under MAS there are no guests and Synapse answers 400 to `guests=true` (its default).
+      query: { from, limit, guests: !this.delegatedAuth, deactivated: includeDeactivated, order_by: 'name' },
     });
   }
 
@@ -100,5 +103,10 @@ export class SynapseAdmin {
   /** The room's forward extremities: the latest events, whose resolved state is the current state. */
   forwardExtremities(roomId: string, opts: RequestOptions = {}): Promise<Result<{ count: number; results: AdminForwardExtremity[] }, HttpFailure>> {
     return this.http.request('GET', path`/_synapse/admin/v1/rooms/${roomId}/forward_extremities`, opts);
+  }
+
+  /** The aliases on this server that point to the room (client API; a server admin may ask for any room). */
+  roomAliases(roomId: string, opts: RequestOptions = {}): Promise<Result<{ aliases: string[] }, HttpFailure>> {
+    return this.http.request('GET', path`/_matrix/client/v3/rooms/${roomId}/aliases`, opts);
   }
 }

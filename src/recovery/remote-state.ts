@@ -1,4 +1,4 @@
-import { fetchRoomState } from '../fed/room-state.ts';
+import { fetchRoomState } from '../federation/room-state.ts';
 import type { FederationFailure, FederationRequestOptions } from '../federation/federation-client.ts';
 import { isJsonObject, senderServer, type KeyLookup } from '../federation/index.ts';
 import { fail, ok, type Result } from '../util/result.ts';

@@ -5,6 +5,8 @@ import { rmSync } from 'node:fs';
 // cleanup(): live Synapses (they hold ports and CPU) and their temp dirs.
 const children = new Set<ChildProcess>();
 const dirs = new Set<string>();
+// Test databases on the shared PostgreSQL, with how to drop one (synchronously).
+const databases = new Map<string, (name: string) => void>();
 let hooksInstalled = false;
 
 function reap(): void {
@@ -18,8 +20,16 @@ function reap(): void {
   children.clear();
   if (process.env['STEWARD_KEEP_RIG'] !== '1') {
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    for (const [name, drop] of databases) {
+      try {
+        drop(name);
+      } catch {
+        // Best effort: the process is ending.
+      }
+    }
   }
   dirs.clear();
+  databases.clear();
 }
 
 function onSignal(signal: NodeJS.Signals): void {
@@ -58,4 +68,15 @@ export function trackDir(dir: string): void {
 
 export function untrackDir(dir: string): void {
   dirs.delete(dir);
+}
+
+
+/** Drops PostgreSQL database `name` when this process ends (after its Synapse was killed), unless STEWARD_KEEP_RIG=1. */
+export function trackDatabase(name: string, drop: (name: string) => void): void {
+  installHooks();
+  databases.set(name, drop);
+}
+
+export function untrackDatabase(name: string): void {
+  databases.delete(name);
 }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MatrixTestClient } from './client.ts';
+import type { FakeMas } from './fake-mas.ts';
 import { freePort } from './ports.ts';
 import { trackChild } from './reaper.ts';
 import { prepareSynapse, type RegisteredUser, type SynapseInstance, type SynapseOptions } from './synapse.ts';
@@ -58,6 +59,12 @@ export interface StewardOptions {
    * by startStewardPair), so TLS verification stays on. `config.federation` still overrides.
    */
   readonly federation?: boolean;
+  /**
+   * Synapse delegates auth to this stand-in MAS: users are provisioned through it (no passwords,
+   * no shared-secret registration), the bot is never made an admin in Synapse's database, and
+   * Steward gets an admin-scoped token for the bot in `homeserver.admin_token_file`.
+   */
+  readonly mas?: FakeMas;
 }
 
 /** Synapse (no federation) with Steward registered and running, an admin joined to the admin room. */
@@ -117,15 +124,23 @@ export async function attachSteward(hs: SynapseInstance, opts: StewardOptions = 
   await writeFile(configPath, JSON.stringify(config, null, 2));
   const gen = await runCli(['generate-registration', '-c', configPath, '-f', registrationPath]);
   if (gen.code !== 0) throw new Error(`generate-registration failed: ${gen.stderr}`);
-  await hs.updateConfig({ app_service_config_files: [registrationPath] });
+  await hs.updateConfig({ app_service_config_files: [registrationPath], ...opts.mas?.synapseConfig() });
   await hs.start();
 
-  const admin = await hs.registerUser('admin', { admin: true, password: 'admin-password' });
   const registration = await readFile(registrationPath, 'utf8');
   const asToken = /as_token:\s*(\S+)/.exec(registration)![1]!;
   const botLocalpart = /sender_localpart:\s*(\S+)/.exec(registration)![1]!;
   const botUserId = `@${botLocalpart}:${hs.serverName}`;
-  await makeBotAdmin(hs, asToken, botLocalpart, botUserId, admin.accessToken);
+  let admin: RegisteredUser;
+  if (opts.mas) {
+    admin = await opts.mas.provisionUser(hs, 'admin');
+    await writeFile(path.join(dir, 'admin-token'), `${opts.mas.mint(botLocalpart, { admin: true })}\n`, { mode: 0o600 });
+    config.homeserver = { ...config.homeserver, admin_token_file: 'admin-token' };
+    await writeFile(configPath, JSON.stringify(config, null, 2));
+  } else {
+    admin = await hs.registerUser('admin', { admin: true, password: 'admin-password' });
+    await makeBotAdmin(hs, asToken, botLocalpart, botUserId, admin.accessToken);
+  }
 
   const logPath = path.join(dir, 'steward.log');
   let child: ChildProcess | null = null;
@@ -180,7 +195,9 @@ export async function attachSteward(hs: SynapseInstance, opts: StewardOptions = 
   };
   await steward.start();
 
-  const adminClient = await MatrixTestClient.login(hs.clientUrl, admin.userId, admin.password);
+  const adminClient = opts.mas
+    ? new MatrixTestClient(hs.clientUrl, admin.userId, admin.accessToken)
+    : await MatrixTestClient.login(hs.clientUrl, admin.userId, admin.password);
   await adminClient.join(steward.adminRoomId);
   return { hs, steward, admin, adminClient };
 }

@@ -8,6 +8,8 @@ export interface ConfigInputs {
   /** Absent when the server does not federate. */
   tls?: { port: number; bindAddresses: string[]; certPath: string; keyPath: string };
   dbPath: string;
+  /** Synapse's `database` section; default SQLite at dbPath. */
+  database?: Record<string, unknown>;
   signingKeyPath: string;
   logConfigPath: string;
   registrationSharedSecret: string;
@@ -80,7 +82,7 @@ export function homeserverConfig(inputs: ConfigInputs): Record<string, unknown> 
     public_baseurl: `http://127.0.0.1:${inputs.httpPort}/`,
     listeners,
     ...tlsSettings,
-    database: { name: 'sqlite3', args: { database: inputs.dbPath } },
+    database: inputs.database ?? { name: 'sqlite3', args: { database: inputs.dbPath } },
     log_config: inputs.logConfigPath,
     media_store_path: `${inputs.dir}/media_store`,
     signing_key_path: inputs.signingKeyPath,

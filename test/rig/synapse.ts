@@ -9,7 +9,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomSecret, writeSelfSignedCert, writeSigningKey } from './keys.ts';
 import { canListenOn, freePort, freePortOn } from './ports.ts';
-import { trackChild, trackDir, untrackDir } from './reaper.ts';
+import * as postgres from './postgres.ts';
+import { trackChild, trackDatabase, trackDir, untrackDatabase, untrackDir } from './reaper.ts';
 import { homeserverConfig, logConfig } from './synapse-config.ts';
 import { synapsePython } from './venv.ts';
 
@@ -22,6 +23,8 @@ export interface SynapseOptions {
   federation?: boolean;
   /** Shallow-merged over the generated homeserver.yaml. */
   extraConfig?: Record<string, unknown>;
+  /** SQLite (default, or STEWARD_RIG_DB) or a fresh PostgreSQL database on 127.0.0.1:5432. */
+  database?: postgres.RigDatabase;
 }
 
 export interface RegisteredUser {
@@ -45,6 +48,9 @@ export interface SynapseInstance {
   /** Synapse's stdout and stderr (tracebacks from before logging is set up land here). */
   readonly outputPath: string;
   readonly dbPath: string;
+  /** Which database Synapse runs on; for PostgreSQL, the database's name. */
+  readonly database: postgres.RigDatabase;
+  readonly postgresDatabase: string | undefined;
   readonly signingKeyPath: string;
   readonly registrationSharedSecret: string;
   readonly running: boolean;
@@ -54,6 +60,8 @@ export interface SynapseInstance {
   restart(): Promise<void>;
   /** Shallow-merges `patch` into homeserver.yaml; takes effect at the next start. */
   updateConfig(patch: Record<string, unknown>): Promise<void>;
+  /** The homeserver.yaml as it stands (a copy). */
+  readonly config: Record<string, unknown>;
   registerUser(
     localpart: string,
     opts?: { password?: string; admin?: boolean; displayname?: string },
@@ -117,6 +125,8 @@ class Synapse implements SynapseInstance {
   readonly logPath: string;
   readonly outputPath: string;
   readonly dbPath: string;
+  readonly database: postgres.RigDatabase;
+  readonly postgresDatabase: string | undefined;
   readonly signingKeyPath: string;
   readonly registrationSharedSecret: string;
   readonly #python: string;
@@ -132,6 +142,7 @@ class Synapse implements SynapseInstance {
     serverPort: number;
     registrationSharedSecret: string;
     config: Record<string, unknown>;
+    postgresDatabase?: string;
   }) {
     this.name = init.name;
     this.dir = init.dir;
@@ -143,6 +154,8 @@ class Synapse implements SynapseInstance {
     this.logPath = path.join(init.dir, 'homeserver.log');
     this.outputPath = path.join(init.dir, 'synapse.out');
     this.dbPath = path.join(init.dir, 'homeserver.db');
+    this.postgresDatabase = init.postgresDatabase;
+    this.database = init.postgresDatabase === undefined ? 'sqlite' : 'postgres';
     this.signingKeyPath = path.join(init.dir, 'signing.key');
     this.registrationSharedSecret = init.registrationSharedSecret;
     this.#config = init.config;
@@ -154,6 +167,10 @@ class Synapse implements SynapseInstance {
 
   async #writeConfig(): Promise<void> {
     await writeFile(this.configPath, JSON.stringify(this.#config, null, 2) + '\n');
+  }
+
+  get config(): Record<string, unknown> {
+    return structuredClone(this.#config);
   }
 
   async updateConfig(patch: Record<string, unknown>): Promise<void> {
@@ -277,6 +294,11 @@ class Synapse implements SynapseInstance {
     this.#requireStopped('backupDatabase');
     const backupDir = path.join(this.dir, 'backups');
     await mkdir(backupDir, { recursive: true });
+    if (this.postgresDatabase !== undefined) {
+      const dump = path.join(backupDir, `homeserver-${++this.#backups}.pgdump`);
+      await postgres.dumpDatabase(this.postgresDatabase, dump);
+      return dump;
+    }
     const backup = path.join(backupDir, `homeserver-${++this.#backups}.db`);
     for (const suffix of DB_SIDE_FILES) {
       if (await exists(this.dbPath + suffix)) await copyFile(this.dbPath + suffix, backup + suffix);
@@ -288,6 +310,10 @@ class Synapse implements SynapseInstance {
   async restoreDatabase(backup: string): Promise<void> {
     this.#requireStopped('restoreDatabase');
     if (!(await exists(backup))) throw new Error(`no database backup at ${backup}`);
+    if (this.postgresDatabase !== undefined) {
+      await postgres.restoreDatabase(this.postgresDatabase, backup);
+      return;
+    }
     // Side files of the current database would be replayed over the restored one.
     for (const suffix of DB_SIDE_FILES) await rm(this.dbPath + suffix, { force: true });
     for (const suffix of DB_SIDE_FILES) {
@@ -303,6 +329,10 @@ class Synapse implements SynapseInstance {
     }
     await rm(this.dir, { recursive: true, force: true });
     untrackDir(this.dir);
+    if (this.postgresDatabase !== undefined) {
+      await postgres.dropDatabase(this.postgresDatabase);
+      untrackDatabase(this.postgresDatabase);
+    }
   }
 }
 
@@ -322,7 +352,14 @@ export async function prepareSynapse(opts: SynapseOptions): Promise<SynapseInsta
   const certPath = path.join(dir, 'tls.crt');
   const keyPath = path.join(dir, 'tls.key');
   const logConfigPath = path.join(dir, 'log.config');
+  let postgresDatabase: string | undefined;
+  if ((opts.database ?? postgres.defaultRigDatabase()) === 'postgres') {
+    postgresDatabase = postgres.databaseName(opts.name);
+    await postgres.createDatabase(postgresDatabase);
+    trackDatabase(postgresDatabase, postgres.dropDatabaseSync);
+  }
   const instance = new Synapse({
+    postgresDatabase,
     name: opts.name,
     dir,
     python,
@@ -344,6 +381,7 @@ export async function prepareSynapse(opts: SynapseOptions): Promise<SynapseInsta
       httpPort,
       ...(federation ? { tls: { port: serverPort, bindAddresses, certPath, keyPath } } : {}),
       dbPath: instance.dbPath,
+      ...(postgresDatabase !== undefined ? { database: postgres.synapseDatabaseConfig(postgresDatabase) } : {}),
       signingKeyPath: instance.signingKeyPath,
       logConfigPath,
       registrationSharedSecret,

@@ -42,7 +42,7 @@ describe('parseConfig: a minimal valid config', () => {
   it('fills every default', () => {
     const config = value(parseConfig(minimal(), BASE));
     // Section by section, so sections added later (e.g. federation) do not break this test.
-    assert.deepEqual(config.homeserver, { url: 'http://127.0.0.1:8008', serverName: 'example.org', startupWaitSeconds: 300, synapseConfig: undefined });
+    assert.deepEqual(config.homeserver, { url: 'http://127.0.0.1:8008', serverName: 'example.org', adminTokenFile: undefined, startupWaitSeconds: 300, synapseConfig: undefined });
     assert.deepEqual(config.appservice, { id: 'steward', botLocalpart: 'steward', bindAddress: '127.0.0.1', port: 9993, url: 'http://127.0.0.1:9993', allowQueryToken: false, metrics: true });
     assert.deepEqual(config.adminRoom, { admins: ['@alice:example.org'], room: undefined, statusRoom: undefined, name: 'Steward admin' });
     assert.deepEqual(config.storage, { database: '/srv/steward/data/steward.db', dumps: '/srv/steward/dumps' });

@@ -142,6 +142,7 @@ function fakeAdmin(): SynapseAdmin {
     room: async (roomId: string) => ok({ room_id: roomId, version: '10', name: roomId.slice(1, 6) }),
     roomState: async (roomId: string) => ok({ state: currentState[roomId] ?? [] }),
     forwardExtremities: async (roomId: string) => ok({ count: 1, results: [{ event_id: latest[roomId]!, depth: 7, received_ts: T0 }] }),
+    roomAliases: async () => ok({ aliases: [] }),
   } as unknown as SynapseAdmin;
 }
 

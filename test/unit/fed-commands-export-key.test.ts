@@ -7,8 +7,8 @@ import { ALL_COMMANDS } from '../../src/commands/all-commands.ts';
 import type { CommandContext } from '../../src/commands/context.ts';
 import { dispatch } from '../../src/commands/dispatch.ts';
 import { parseConfig } from '../../src/config/config.ts';
-import { exportKeyCommand } from '../../src/fed/fed-commands.ts';
-import { exportSigningKey } from '../../src/fed/export-key.ts';
+import { exportKeyCommand } from '../../src/federation-commands/fed-commands.ts';
+import { exportSigningKey } from '../../src/federation-commands/export-key.ts';
 import { encodeBase64, signingKeyFromSeed } from '../../src/federation/index.ts';
 import { unwrap } from './federation-test-key.ts';
 

@@ -3,7 +3,7 @@
 import { computeEventId, hashAndSignEvent, roomIdOfCreateEvent, signingKeyFromSeed } from '../../src/federation/index.ts';
 import type { JsonObject, KeyLookup, SigningKey } from '../../src/federation/index.ts';
 import type { FederationFailure } from '../../src/federation/federation-client.ts';
-import type { RoomStateDeps } from '../../src/fed/room-state.ts';
+import type { RoomStateDeps } from '../../src/federation/room-state.ts';
 import { fail, ok } from '../../src/util/result.ts';
 import type { Result } from '../../src/util/result.ts';
 import { unwrap, version } from './federation-test-key.ts';

@@ -8,7 +8,7 @@ import { escapeHtml } from '../util/html.ts';
 import { fail, ok, type Result } from '../util/result.ts';
 import { exportSigningKey } from './export-key.ts';
 import { parseQuery, roomReply, runQuery, terminalReply } from './query.ts';
-import { fetchRoomState, type FetchedRoomState, type PartCounts, type StatePoint } from './room-state.ts';
+import { fetchRoomState, type FetchedRoomState, type PartCounts, type StatePoint } from '../federation/room-state.ts';
 import { stateFileJson, stateFilePath, writeStateFile } from './state-file.ts';
 import { summariseState, summaryHtml, summaryLines } from './state-summary.ts';
 

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-write.ts';
 import { errorMessage, fail, ok, type Result } from '../util/result.ts';
-import type { FetchedRoomState } from './room-state.ts';
+import type { FetchedRoomState } from '../federation/room-state.ts';
 import type { StateSummary } from './state-summary.ts';
 
 export const STATE_FILE_FORMAT = 'steward-fed-state/1';

@@ -1,8 +1,8 @@
-import { roomIdOfCreateEvent } from '../federation/event-hashes.ts';
-import { verifyEvent, type KeyLookup } from '../federation/event-verify.ts';
-import type { FederationClient, FederationFailure } from '../federation/federation-client.ts';
-import { isJsonObject, type JsonObject } from '../federation/json-object.ts';
-import { roomVersion } from '../federation/room-versions.ts';
+import { roomIdOfCreateEvent } from './event-hashes.ts';
+import { verifyEvent, type KeyLookup } from './event-verify.ts';
+import type { FederationClient, FederationFailure } from './federation-client.ts';
+import { isJsonObject, type JsonObject } from './json-object.ts';
+import { roomVersion } from './room-versions.ts';
 import { forEachConcurrent } from '../util/pool.ts';
 import { fail, failure, ok, type Failure, type Result } from '../util/result.ts';
 

@@ -1,0 +1,134 @@
+import { open, readFile, mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileNameFor } from '../dump/dump-files.ts';
+import { writeFileAtomic } from '../util/atomic-write.ts';
+import { errorMessage, fail, ok, type Result } from '../util/result.ts';
+import { ARCHIVE_FORMAT, ARCHIVE_ROOM_FORMAT } from './archive-line.ts';
+import type { ArchiveFileRow } from './archive-store.ts';
+
+/** The room's folder name: the encoded id, shortened like dump files when too long (room.json has the real id). */
+export function roomDirName(roomId: string): string {
+  return fileNameFor(roomId).slice(0, -'.json'.length);
+}
+
+/** `<roomDir>/YYYY/MM/YYYY-MM-DD.jsonl` for a UTC day. */
+export function dayFile(roomDir: string, day: string): string {
+  return join(roomDir, day.slice(0, 4), day.slice(5, 7), `${day}.jsonl`);
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Writes a small JSON document atomically, and only when its content would change: a re-run touches nothing. */
+export async function writeJsonIfChanged(file: string, value: unknown): Promise<boolean> {
+  const text = `${JSON.stringify(value, null, 2)}\n`;
+  const current = await readFile(file, 'utf8').catch(() => null);
+  if (current === text) return false;
+  await writeFileAtomic(file, text, 0o600);
+  return true;
+}
+
+/** `archive.json`, written once: it carries the creation time, so it is never rewritten. */
+export async function ensureArchiveManifest(out: string, serverName: string, now = Date.now()): Promise<Result<void>> {
+  try {
+    await mkdir(out, { recursive: true, mode: 0o700 });
+    const file = join(out, 'archive.json');
+    const current = await readFile(file, 'utf8').catch(() => null);
+    if (current !== null) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(current);
+      } catch {
+        return fail('E_ARCHIVE_FOREIGN', `${file} is not an archive manifest (not JSON); refusing to write into ${out}.`);
+      }
+      if ((parsed as { format?: unknown })?.format !== ARCHIVE_FORMAT) return fail('E_ARCHIVE_FOREIGN', `${file} is not a ${ARCHIVE_FORMAT} manifest; refusing to write into ${out}.`);
+      return ok(undefined);
+    }
+    await writeFileAtomic(file, `${JSON.stringify({ format: ARCHIVE_FORMAT, server_name: serverName, created_ts: now }, null, 2)}\n`, 0o600);
+    return ok(undefined);
+  } catch (err) {
+    return fail('E_ARCHIVE_DIR', `Cannot prepare the archive folder ${out}: ${errorMessage(err)}`);
+  }
+}
+
+export function roomDocument(roomId: string, roomVersion: string, details: Record<string, unknown>): Record<string, unknown> {
+  return {
+    format: ARCHIVE_ROOM_FORMAT,
+    room_id: roomId,
+    room_version: roomVersion,
+    // Facts that do not change as the room lives on; the name and topic are in the events.
+    creator: typeof details.creator === 'string' ? details.creator : null,
+    encrypted: typeof details.encryption === 'string' ? details.encryption : null,
+  };
+}
+
+/**
+ * Appends lines to a room's day files. Before the first append to a file in a pass its length
+ * is checked against the committed length: bytes past it are from a run that never committed
+ * (a crash, possibly mid-line) and are cut off; a file shorter than committed was damaged
+ * outside Steward and is refused rather than silently extended.
+ */
+export class DayFileAppender {
+  private readonly roomDir: string;
+  private readonly committed = new Map<string, ArchiveFileRow>();
+  private readonly checked = new Set<string>();
+
+  constructor(roomDir: string, committed: readonly ArchiveFileRow[]) {
+    this.roomDir = roomDir;
+    for (const f of committed) this.committed.set(f.day, f);
+  }
+
+  /** Appends each day's text and flushes it to disk; returns the new lengths to commit. */
+  async append(byDay: ReadonlyMap<string, { text: string; lines: number }>): Promise<Result<ArchiveFileRow[]>> {
+    const rows: ArchiveFileRow[] = [];
+    for (const [day, { text, lines }] of byDay) {
+      const file = dayFile(this.roomDir, day);
+      const before = this.committed.get(day) ?? { day, length: 0, lines: 0 };
+      const bytes = Buffer.from(text, 'utf8');
+      try {
+        const created = await this.prepare(file, day, before.length);
+        if (!created.ok) return created;
+        const handle = await open(file, 'a', 0o600);
+        try {
+          await handle.write(bytes);
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+        if (created.value) await syncDir(dirname(file));
+      } catch (err) {
+        return fail('E_ARCHIVE_WRITE', `Cannot append to ${file}: ${errorMessage(err)}`);
+      }
+      const after = { day, length: before.length + bytes.length, lines: before.lines + lines };
+      this.committed.set(day, after);
+      rows.push(after);
+    }
+    return ok(rows);
+  }
+
+  /** true when the file is new (its folder entry must be flushed too). */
+  private async prepare(file: string, day: string, length: number): Promise<Result<boolean>> {
+    if (this.checked.has(day)) return ok(false);
+    await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+    const handle = await open(file, 'a', 0o600);
+    let size: number;
+    try {
+      size = (await handle.stat()).size;
+      if (size > length) {
+        await handle.truncate(length);
+        await handle.sync();
+      }
+    } finally {
+      await handle.close();
+    }
+    if (size < length) return fail('E_ARCHIVE_DAMAGED', `${file} is shorter (${size} bytes) than the ${length} bytes archived into it: it was changed outside Steward; restore it from a backup, or remove the room from the archive to start it again.`);
+    this.checked.add(day);
+    return ok(size === 0 && length === 0);
+  }
+}

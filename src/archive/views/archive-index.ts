@@ -1,0 +1,196 @@
+import { chmodSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { EventFacts } from './event-facts.ts';
+
+export type IndexDb = Database.Database;
+
+/**
+ * `<out>/archive.sqlite`: derived from the JSONL (and media/index.jsonl), so it can be deleted and
+ * rebuilt at any time. Not Steward's database. The rollback journal (not WAL) keeps it one file
+ * that can be copied along with the archive.
+ */
+const SCHEMA_VERSION = 1;
+const SCHEMA = `
+  CREATE TABLE rooms (
+    room_id TEXT PRIMARY KEY,
+    room_version TEXT NOT NULL,
+    dir TEXT NOT NULL
+  );
+  CREATE TABLE events (
+    rowid INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    room_id TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    depth INTEGER NOT NULL,
+    day TEXT NOT NULL,
+    type TEXT NOT NULL,
+    state_key TEXT,
+    relation TEXT,
+    relates_to TEXT,
+    reply_to TEXT,
+    thread_root TEXT,
+    redacts TEXT,
+    body TEXT,
+    content TEXT NOT NULL,
+    original TEXT,
+    redacted INTEGER NOT NULL,
+    original_missing TEXT
+  );
+  CREATE INDEX events_room_ts ON events (room_id, ts);
+  CREATE INDEX events_room_day ON events (room_id, day, ts);
+  CREATE INDEX events_relates_to ON events (relates_to);
+  CREATE INDEX events_redacts ON events (redacts);
+  CREATE INDEX events_reply_to ON events (reply_to);
+  CREATE INDEX events_thread_root ON events (thread_root);
+  CREATE INDEX events_sender ON events (room_id, sender, ts);
+  CREATE INDEX events_sender_depth ON events (room_id, sender, depth);
+  CREATE TABLE members (
+    event_id TEXT PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    depth INTEGER NOT NULL,
+    membership TEXT,
+    displayname TEXT,
+    avatar_url TEXT
+  );
+  CREATE INDEX members_over_time ON members (room_id, user_id, depth, ts);
+  CREATE TABLE event_media (
+    event_id TEXT NOT NULL,
+    room_id TEXT NOT NULL,
+    mxc TEXT NOT NULL,
+    encrypted INTEGER NOT NULL,
+    PRIMARY KEY (event_id, mxc)
+  );
+  CREATE INDEX event_media_mxc ON event_media (mxc);
+  CREATE INDEX event_media_room ON event_media (room_id);
+  CREATE TABLE media (
+    mxc TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    media_type TEXT,
+    upload_name TEXT,
+    encrypted INTEGER NOT NULL
+  );
+  -- Media the server says it does not have (M_NOT_FOUND): reported once, not asked for again.
+  CREATE TABLE media_missing (
+    mxc TEXT PRIMARY KEY,
+    error TEXT NOT NULL
+  );
+  CREATE TABLE files (
+    path TEXT PRIMARY KEY,
+    offset INTEGER NOT NULL
+  );
+  CREATE VIRTUAL TABLE events_fts USING fts5 (body, content = 'events', content_rowid = 'rowid', tokenize = 'unicode61 remove_diacritics 2');
+`;
+
+export function openIndex(path: string): IndexDb {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const db = new Database(path);
+  chmodSync(path, 0o600);
+  db.pragma('journal_mode = DELETE');
+  db.pragma('busy_timeout = 5000');
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version === 0) {
+    db.transaction(() => {
+      db.exec(SCHEMA);
+      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    })();
+  } else if (version !== SCHEMA_VERSION) {
+    db.close();
+    throw new Error(`${path} has index schema ${version}, this Steward knows ${SCHEMA_VERSION}; delete the file and it is rebuilt from the JSONL`);
+  }
+  return db;
+}
+
+/** Prepared statements over the index, shared by ingest, rendering and search. */
+export class ArchiveIndex {
+  readonly db: IndexDb;
+  private readonly insertEvent;
+  private readonly insertFts;
+  private readonly insertMember;
+  private readonly insertEventMedia;
+  private readonly eventDay;
+
+  constructor(db: IndexDb) {
+    this.db = db;
+    this.insertEvent = db.prepare(`INSERT OR IGNORE INTO events (event_id, room_id, sender, ts, depth, day, type, state_key, relation, relates_to, reply_to, thread_root, redacts, body, content, original, redacted, original_missing)
+      VALUES (@eventId, @roomId, @sender, @ts, @depth, @day, @type, @stateKey, @relation, @relatesTo, @replyTo, @threadRoot, @redacts, @body, @content, @original, @redacted, @originalMissing)`);
+    this.insertFts = db.prepare('INSERT INTO events_fts (rowid, body) VALUES (?, ?)');
+    this.insertMember = db.prepare('INSERT OR IGNORE INTO members (event_id, room_id, user_id, ts, depth, membership, displayname, avatar_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+    this.insertEventMedia = db.prepare('INSERT OR IGNORE INTO event_media (event_id, room_id, mxc, encrypted) VALUES (?, ?, ?, ?)');
+    this.eventDay = db.prepare<[string, string], { day: string; thread_root: string | null }>('SELECT day, thread_root FROM events WHERE room_id = ? AND event_id = ?');
+  }
+
+  /** Writes only when something differs: a run with nothing new leaves archive.sqlite untouched. */
+  upsertRoom(roomId: string, roomVersion: string, dir: string): void {
+    const row = this.db.prepare<[string], { room_version: string; dir: string }>('SELECT room_version, dir FROM rooms WHERE room_id = ?').get(roomId);
+    if (row && row.room_version === roomVersion && row.dir === dir) return;
+    this.db.prepare('INSERT INTO rooms (room_id, room_version, dir) VALUES (?, ?, ?) ON CONFLICT (room_id) DO UPDATE SET room_version = excluded.room_version, dir = excluded.dir').run(roomId, roomVersion, dir);
+  }
+
+  fileOffset(relPath: string): number {
+    const row = this.db.prepare<[string], { offset: number }>('SELECT offset FROM files WHERE path = ?').get(relPath);
+    return row?.offset ?? 0;
+  }
+
+  setFileOffset(relPath: string, offset: number): void {
+    this.db.prepare('INSERT INTO files (path, offset) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET offset = excluded.offset').run(relPath, offset);
+  }
+
+  /**
+   * Adds one event (once: an event id already indexed is ignored) and returns the days whose
+   * markdown it changes: its own, and the day of the event it edits, reacts to, redacts or
+   * answers in a thread; for a member event, the days of the member's later events up to their
+   * next member event in room order (their name "as it was then" may have changed).
+   */
+  add(f: EventFacts, touched: Set<string>): void {
+    const info = this.insertEvent.run({
+      ...f,
+      content: JSON.stringify(f.content),
+      original: f.original ? JSON.stringify(f.original) : null,
+      redacted: f.redacted ? 1 : 0,
+    });
+    if (info.changes === 0) return;
+    if (f.body !== null) this.insertFts.run(info.lastInsertRowid, f.body);
+    touched.add(f.day);
+    for (const target of [f.relatesTo, f.redacts, f.threadRoot, f.replyTo]) {
+      if (target === null) continue;
+      const row = this.eventDay.get(f.roomId, target);
+      if (!row) continue;
+      touched.add(row.day);
+      // A thread reply is shown under its root: what changes the reply changes the root's day.
+      if (row.thread_root !== null) {
+        const root = this.eventDay.get(f.roomId, row.thread_root);
+        if (root) touched.add(root.day);
+      }
+    }
+    // Events that point at this one and were indexed first (a rebuild in day order, a late event).
+    for (const row of this.db.prepare<[string, string, string, string], { day: string }>('SELECT DISTINCT day FROM events WHERE room_id = ? AND (relates_to = ? OR redacts = ? OR reply_to = ?)').all(f.roomId, f.eventId, f.eventId, f.eventId)) touched.add(row.day);
+    for (const m of f.media) this.insertEventMedia.run(f.eventId, f.roomId, m.mxc, m.encrypted ? 1 : 0);
+    if (f.type === 'm.room.member' && f.stateKey !== null) {
+      const c = f.content;
+      this.insertMember.run(f.eventId, f.roomId, f.stateKey, f.ts, f.depth,
+        typeof c.membership === 'string' ? c.membership : null,
+        typeof c.displayname === 'string' ? c.displayname : null,
+        typeof c.avatar_url === 'string' ? c.avatar_url : null);
+      const next = this.db.prepare<[string, string, number, string], { depth: number }>(
+        'SELECT depth FROM members WHERE room_id = ? AND user_id = ? AND depth >= ? AND event_id != ? ORDER BY depth, ts LIMIT 1',
+      ).get(f.roomId, f.stateKey, f.depth, f.eventId);
+      const later = this.db.prepare<[string, string, number, number], { day: string }>(
+        'SELECT DISTINCT day FROM events WHERE room_id = ? AND sender = ? AND depth >= ? AND depth <= ?',
+      ).all(f.roomId, f.stateKey, f.depth, next?.depth ?? Number.MAX_SAFE_INTEGER);
+      for (const row of later) touched.add(row.day);
+    }
+  }
+
+  /** Forgets a room's events (its day files changed under the index: re-read them from the start). */
+  dropRoom(roomId: string): void {
+    this.db.prepare("INSERT INTO events_fts (events_fts, rowid, body) SELECT 'delete', rowid, body FROM events WHERE room_id = ? AND body IS NOT NULL").run(roomId);
+    this.db.prepare('DELETE FROM events WHERE room_id = ?').run(roomId);
+    this.db.prepare('DELETE FROM members WHERE room_id = ?').run(roomId);
+    this.db.prepare('DELETE FROM event_media WHERE room_id = ?').run(roomId);
+  }
+}

@@ -1,0 +1,269 @@
+// `restore rooms` end to end on two real federating Synapses after a real total loss of A.
+// alice and bob on A, carol on B. SHARED (alice's, carol joined) lives on on B; LOCAL (alice's,
+// bob a moderator, an alias, listed in the directory, a history with a reply, a reaction, an
+// edit and a redaction) and SECRET (encrypted) only A was in. Dump A's rooms, archive them, wipe
+// A's database, start it empty with the same key, bring the users back, restore.
+import assert from 'node:assert/strict';
+import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
+import { MatrixTestClient } from '../rig/client.ts';
+import { attachSteward, type StewardSetup } from '../rig/steward.ts';
+import { prepareSynapse, type RegisteredUser, type SynapseInstance } from '../rig/synapse.ts';
+import { roomHistory } from './room-helpers.ts';
+import { dumpDirOf, wipeSynapse, writeArchiveFixture } from './restore-helpers.ts';
+
+const fileFor = (roomId: string) => `${encodeURIComponent(roomId)}.json`;
+
+describe('restore rooms after a total loss', () => {
+  let hsA: SynapseInstance;
+  let hsB: SynapseInstance;
+  let s: StewardSetup;
+  let carol: MatrixTestClient;
+  const users: Record<'alice' | 'bob', RegisteredUser> = {} as never;
+  const clients: Record<'alice' | 'bob', MatrixTestClient> = {} as never;
+  let shared: string;
+  let local: string;
+  let secret: string;
+  let dump: string;
+  let archive: string;
+  const sent: Record<string, string> = {};
+  let adminA: MatrixTestClient;
+  let newLocal: string;
+  let newSecret: string;
+
+  const restore = (...args: string[]) => s.steward.cli(['restore', 'rooms', ...args]);
+  const roomCount = async (): Promise<number> => (await adminA.request('GET', '/_synapse/admin/v1/rooms')).total_rooms;
+
+  before(async () => {
+    [hsA, hsB] = await Promise.all([prepareSynapse({ name: 'hs-a', federation: true, extraConfig: { room_list_publication_rules: [{ action: 'allow' }] } }), prepareSynapse({ name: 'hs-b', federation: true })]);
+    [s] = await Promise.all([attachSteward(hsA, { federation: true }, [hsB]), hsB.start()]);
+    for (const name of ['alice', 'bob'] as const) {
+      users[name] = await hsA.registerUser(name, { password: `${name}-password` });
+      clients[name] = new MatrixTestClient(hsA.clientUrl, users[name].userId, users[name].accessToken);
+    }
+    const c = await hsB.registerUser('carol');
+    carol = new MatrixTestClient(hsB.clientUrl, c.userId, c.accessToken);
+    const { alice, bob } = clients;
+
+    shared = await alice.createRoom({ preset: 'public_chat', name: 'Shared' });
+    await carol.join(shared, [hsA.serverName]);
+    await alice.sendText(shared, 'hello carol');
+
+    local = await alice.createRoom({
+      preset: 'private_chat', name: 'Local', topic: 'only on A', room_alias_name: 'local-room', visibility: 'public',
+      invite: [bob.userId],
+    });
+    await bob.join(local);
+    assert.equal((await alice.request('GET', `/_matrix/client/v3/directory/list/room/${encodeURIComponent(local)}`)).visibility, 'public', 'LOCAL is listed in the directory');
+    const levels = await alice.request('GET', `/_matrix/client/v3/rooms/${encodeURIComponent(local)}/state/m.room.power_levels/`);
+    await alice.sendState(local, 'm.room.power_levels', '', { ...levels, users: { ...levels.users, [bob.userId]: 50 } });
+    await alice.sendState(local, 'm.room.history_visibility', '', { history_visibility: 'joined' });
+    await alice.sendState(local, 'org.example.custom', 'k', { n: 7 });
+    sent.first = await alice.sendText(local, 'first message');
+    sent.reply = await bob.sendEvent(local, 'm.room.message', { msgtype: 'm.text', body: 'a reply', 'm.relates_to': { 'm.in_reply_to': { event_id: sent.first } } });
+    sent.reaction = await bob.sendEvent(local, 'm.reaction', { 'm.relates_to': { rel_type: 'm.annotation', event_id: sent.first, key: '👍' } });
+    sent.edit = await alice.sendEvent(local, 'm.room.message', { msgtype: 'm.text', body: '* first message, edited', 'm.new_content': { msgtype: 'm.text', body: 'first message, edited' }, 'm.relates_to': { rel_type: 'm.replace', event_id: sent.first } });
+    sent.regret = await bob.sendText(local, 'something bob regrets');
+    await bob.request('PUT', `/_matrix/client/v3/rooms/${encodeURIComponent(local)}/redact/${encodeURIComponent(sent.regret)}/r1`, { reason: 'oops' });
+    sent.last = await alice.sendText(local, 'last message');
+
+    secret = await alice.createRoom({ preset: 'private_chat', name: 'Secret', invite: [bob.userId] });
+    await bob.join(secret);
+    await alice.sendText(secret, 'said before encryption');
+    await alice.sendState(secret, 'm.room.encryption', '', { algorithm: 'm.megolm.v1.aes-sha2' });
+    await alice.sendEvent(secret, 'm.room.encrypted', { algorithm: 'm.megolm.v1.aes-sha2', ciphertext: 'AAAA', sender_key: 'x', session_id: 'y', device_id: 'D' });
+
+    // carol's join must have reached A before the dump, or the dump shows SHARED as A's alone.
+    for (let i = 0; ; i++) {
+      const st = await alice.roomState(shared);
+      if (st.some((e: any) => e.state_key === carol.userId && e.content.membership === 'join')) break;
+      assert.ok(i < 200, 'carol\'s join reached A');
+      await sleep(100);
+    }
+
+    const dumped = await s.steward.cli(['dump', 'rooms', '--out', path.join(s.steward.dir, 'dumps')]);
+    assert.equal(dumped.code, 0, dumped.stderr);
+    dump = dumpDirOf(dumped.stdout);
+    archive = path.join(s.steward.dir, 'archive');
+    await writeArchiveFixture(s.adminClient, hsA.serverName, [local, secret], archive);
+
+    await s.steward.stop();
+    adminA = new MatrixTestClient(hsA.clientUrl, ...(await (async () => {
+      const admin = await wipeSynapse(hsA, s.steward);
+      return [admin.userId, admin.accessToken] as const;
+    })()));
+    assert.equal(await roomCount(), 0, 'A has lost every room');
+    for (const name of ['alice', 'bob'] as const) {
+      users[name] = await hsA.registerUser(name, { password: `${name}-password` });
+      clients[name] = new MatrixTestClient(hsA.clientUrl, users[name].userId, users[name].accessToken);
+    }
+  });
+
+  after(async () => {
+    await s?.steward.stop();
+    await Promise.all([hsA?.cleanup(), hsB?.cleanup()]);
+  });
+
+  it('refuses bad dumps with a clear error and restores nothing', async () => {
+    const copy = async (name: string): Promise<string> => {
+      const dir = path.join(s.steward.dir, `bad-${name}`);
+      await cp(dump, dir, { recursive: true });
+      return dir;
+    };
+    const check = async (dir: string, pattern: RegExp): Promise<void> => {
+      const r = await restore(dir);
+      assert.equal(r.code, 1, `${dir}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stdout + r.stderr, /Nothing was restored/);
+      assert.match(r.stdout + r.stderr, pattern);
+    };
+    const truncated = await copy('truncated');
+    const file = path.join(truncated, 'rooms', fileFor(local));
+    const text = await readFile(file, 'utf8');
+    await writeFile(file, text.slice(0, text.length / 2));
+    await check(truncated, /does not match its checksum in the manifest: the file was truncated or edited/);
+
+    const edited = await copy('edited');
+    const efile = path.join(edited, 'rooms', fileFor(local));
+    await writeFile(efile, (await readFile(efile, 'utf8')).replace('only on A', 'only on Z'));
+    await check(edited, /does not match its checksum/);
+
+    const other = await copy('other-server');
+    const manifest = JSON.parse(await readFile(path.join(other, 'manifest.json'), 'utf8'));
+    await writeFile(path.join(other, 'manifest.json'), JSON.stringify({ ...manifest, server_name: 'elsewhere.example' }));
+    await check(other, /This dump is of the server "elsewhere\.example", not of /);
+
+    const future = await copy('future');
+    const ffile = path.join(future, 'rooms', fileFor(local));
+    const doc = JSON.parse(await readFile(ffile, 'utf8'));
+    const changed = `${JSON.stringify({ ...doc, format: 'steward.room-dump/2' })}\n`;
+    await writeFile(ffile, changed);
+    // The checksum made to match, so that the format check itself is what refuses it.
+    const fm = JSON.parse(await readFile(path.join(future, 'manifest.json'), 'utf8'));
+    fm.checksums.files[`rooms/${fileFor(local)}`] = createHash('sha256').update(changed).digest('hex');
+    await writeFile(path.join(future, 'manifest.json'), JSON.stringify(fm));
+    await check(future, /has format steward\.room-dump\/2, a version this Steward does not know/);
+
+    const badArchive = path.join(s.steward.dir, 'bad-archive');
+    await cp(archive, badArchive, { recursive: true });
+    const roomDir = path.join(badArchive, 'rooms', encodeURIComponent(local));
+    const year = (await readdir(roomDir)).find((n) => /^\d{4}$/.test(n))!;
+    const month = (await readdir(path.join(roomDir, year)))[0]!;
+    const dayFile = path.join(roomDir, year, month, (await readdir(path.join(roomDir, year, month)))[0]!);
+    await writeFile(dayFile, `${await readFile(dayFile, 'utf8')}{"event_id": "$cut`);
+    const r = await restore(dump, '--archive', badArchive);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout + r.stderr, /Nothing was restored: The archive of .*line \d+ is not valid JSON/);
+
+    assert.equal(await roomCount(), 0, 'no room was created by any of these');
+    const db = new Database(s.steward.dbPath, { readonly: true });
+    try {
+      assert.equal((db.prepare('SELECT count(*) AS n FROM restored_rooms').get() as { n: number }).n, 0);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('lists in a dry run what it would do per room, and changes nothing', async () => {
+    const r = await restore(dump, '--archive', archive, '--dry-run');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Dry run, nothing was changed/);
+    assert.match(r.stdout, new RegExp(`${escape(shared)} — would rejoin via ${escape(hsB.serverName)}`));
+    assert.match(r.stdout, new RegExp(`${escape(local)} — would recreate as ${escape(users.alice.userId)} with \\d+ state event\\(s\\), 2 member\\(s\\), 1 alias\\(es\\), [1-9]\\d* history event\\(s\\) to import`));
+    assert.match(r.stdout, new RegExp(`${escape(secret)} — would recreate .* \\(1 encrypted not imported\\)`));
+    assert.equal(await roomCount(), 0);
+  });
+
+  it('rejoins the shared room through B and recreates the local ones with their state, aliases, members and history', async () => {
+    const r = await restore(dump, '--archive', archive);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /4 room\(s\) from .*: 1 rejoined, 2 recreated, 0 already restored, 0 partly, 1 skipped, 0 failed/);
+    const line = (roomId: string): string => r.stdout.split('\n').find((l) => l.startsWith(`${roomId} — `)) ?? '';
+    assert.match(line(shared), new RegExp(`rejoined via ${escape(hsB.serverName)}: ${escape(users.alice.userId)}`));
+    newLocal = /recreated as (\S+)/.exec(line(local))?.[1] ?? '';
+    newSecret = /recreated as (\S+)/.exec(line(secret))?.[1] ?? '';
+    assert.ok(newLocal.startsWith('!') && newLocal !== local, line(local));
+
+    // SHARED: alice is in it again and sees carol's new message.
+    assert.ok((await clients.alice.joinedRooms()).includes(shared));
+    await carol.sendText(shared, 'welcome back alice');
+    await clients.alice.waitForEvent((ev, room) => room === shared && ev.content?.body === 'welcome back alice', { timeoutMs: 60_000 });
+
+    // LOCAL: state, levels, alias, directory, members.
+    const { alice, bob } = clients;
+    const state = await alice.roomState(newLocal);
+    const get = (type: string, key = '') => state.find((e: any) => e.type === type && e.state_key === key)?.content;
+    assert.equal(get('m.room.name')?.name, 'Local');
+    assert.equal(get('m.room.topic')?.topic, 'only on A');
+    assert.equal(get('m.room.join_rules')?.join_rule, 'invite');
+    assert.equal(get('m.room.history_visibility')?.history_visibility, 'joined');
+    assert.deepEqual(get('org.example.custom', 'k'), { n: 7 });
+    assert.equal(get('m.room.power_levels')?.users?.[bob.userId], 50);
+    assert.equal(get('m.room.power_levels')?.users?.[s.steward.botUserId], undefined, 'the bot is not left with power');
+    assert.equal(get('m.room.create')?.['org.steward.restored_from'], local);
+    const alias = `#local-room:${hsA.serverName}`;
+    assert.equal(get('m.room.canonical_alias')?.alias, alias);
+    assert.equal((await alice.request('GET', `/_matrix/client/v3/directory/room/${encodeURIComponent(alias)}`)).room_id, newLocal);
+    assert.equal((await alice.request('GET', `/_matrix/client/v3/directory/list/room/${encodeURIComponent(newLocal)}`)).visibility, 'public');
+    const joined = state.filter((e: any) => e.type === 'm.room.member' && e.content.membership === 'join').map((e: any) => e.state_key).sort();
+    assert.deepEqual(joined, [users.alice.userId, users.bob.userId].sort());
+
+    // LOCAL: the history, by the original senders at the original times, relations pointing at the new events.
+    const history = (await roomHistory(bob, newLocal)).filter((e) => e.content?.['org.steward.imported'] || e.unsigned?.redacted_because);
+    const notice = history[0];
+    assert.equal(notice.sender, s.steward.botUserId);
+    assert.match(notice.content.body, /History imported from Steward's archive of /);
+    const byOld = new Map(history.filter((e) => e.content?.['org.steward.imported']?.event_id).map((e) => [e.content['org.steward.imported'].event_id, e]));
+    const first = byOld.get(sent.first);
+    assert.ok(first, 'the first message was imported');
+    assert.equal(first.sender, users.alice.userId);
+    assert.equal(first.content.body, 'first message');
+    assert.equal(byOld.get(sent.reply).sender, users.bob.userId);
+    assert.equal(byOld.get(sent.reply).content['m.relates_to']['m.in_reply_to'].event_id, first.event_id);
+    assert.equal(byOld.get(sent.reaction).content['m.relates_to'].event_id, first.event_id);
+    assert.equal(byOld.get(sent.edit).content['m.relates_to'].event_id, first.event_id);
+    assert.ok(byOld.get(sent.first).origin_server_ts < byOld.get(sent.last).origin_server_ts);
+    const regret = history.find((e) => e.unsigned?.redacted_because);
+    assert.ok(regret, 'the redacted message is redacted in the new room too');
+    assert.ok(!JSON.stringify(history).includes('something bob regrets'));
+    assert.equal(byOld.get(sent.last).content.body, 'last message');
+
+    // SECRET: encryption on again, the clear-text message imported, the encrypted one not.
+    const secretState = await alice.roomState(newSecret);
+    assert.equal(secretState.find((e: any) => e.type === 'm.room.encryption')?.content.algorithm, 'm.megolm.v1.aes-sha2');
+    const secretHistory = await roomHistory(alice, newSecret);
+    assert.ok(secretHistory.some((e) => e.content?.body === 'said before encryption'));
+    assert.ok(!secretHistory.some((e) => e.type === 'm.room.encrypted'));
+  });
+
+  it('keeps the original timestamps of imported events', async () => {
+    const db = new Database(s.steward.dbPath, { readonly: true });
+    let newFirst: string;
+    try {
+      newFirst = (db.prepare('SELECT new_event_id FROM restored_events WHERE old_room_id = ? AND old_event_id = ?').get(local, sent.first) as { new_event_id: string }).new_event_id;
+    } finally {
+      db.close();
+    }
+    const ev = await clients.alice.request('GET', `/_matrix/client/v3/rooms/${encodeURIComponent(newLocal)}/event/${encodeURIComponent(newFirst)}`);
+    assert.equal(ev.origin_server_ts, ev.content['org.steward.imported'].origin_server_ts);
+  });
+
+  it('a second restore changes nothing', async () => {
+    const before = await roomCount();
+    const events = async (roomId: string) => (await roomHistory(clients.alice, roomId)).map((e) => e.event_id);
+    const [l, sh] = [await events(newLocal), await events(shared)];
+    const r = await restore(dump, '--archive', archive);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /0 rejoined, 0 recreated, 3 already restored/);
+    assert.equal(await roomCount(), before);
+    assert.deepEqual(await events(newLocal), l);
+    assert.deepEqual(await events(shared), sh);
+  });
+});
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\!]/g, '\\$&');
+}
