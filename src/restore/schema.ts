@@ -27,6 +27,7 @@ export const RESTORE_SCHEMA = `
     acting_user TEXT,
     detail TEXT,
     updated_ts INTEGER NOT NULL
+  );
   CREATE UNIQUE INDEX restored_rooms_new ON restored_rooms (new_room_id) WHERE new_room_id IS NOT NULL;
 
   -- Events re-posted from an archive: old id → new id, so relations point to the new events and a
@@ -36,6 +37,7 @@ export const RESTORE_SCHEMA = `
     old_event_id TEXT NOT NULL,
     new_event_id TEXT NOT NULL,
     PRIMARY KEY (old_room_id, old_event_id)
+  );
 
   -- Where a room's history import stands: the day file and the line after the last one handled.
   CREATE TABLE restored_history (
@@ -45,10 +47,15 @@ export const RESTORE_SCHEMA = `
     imported INTEGER NOT NULL DEFAULT 0,
     skipped INTEGER NOT NULL DEFAULT 0,
     updated_ts INTEGER NOT NULL
+  );
 
   -- Per-room outcome of a restore rooms job: a resumed job skips rooms already here.
   CREATE TABLE restore_room_results (
+    job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     old_room_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
     outcome TEXT NOT NULL,
+    result TEXT NOT NULL,
     PRIMARY KEY (job_id, old_room_id)
+  );
 `;

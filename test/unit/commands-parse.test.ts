@@ -293,6 +293,6 @@ describe('parseInput with a fake command', () => {
 
   it('shows the usage line of the command', () => {
     assert.equal(usage(fake), '!fake thing <who> [<where>] [--count N] [--offset N] [--tag VALUE]… [--dry-run] [--room ROOM]');
-    assert.equal(usage(command('dump users'), 'steward '), 'steward dump users [--out PATH] [--user @user:server]… [--include-deactivated] [--concurrency N]');
+    assert.equal(usage(command('dump users'), 'steward '), 'steward dump users [--out PATH] [--user @user:server]… [--include-deactivated] [--concurrency N] [--with-password-hashes] [--synapse-db VALUE]');
   });
 });
