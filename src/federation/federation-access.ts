@@ -5,6 +5,7 @@ import type { KeyLookup } from './event-verify.ts';
 import { FederationClient } from './federation-client.ts';
 import { loadFederationSettings } from './federation-settings.ts';
 import type { PersistedServerKeys } from './persisted-keys.ts';
+import type { SigningKey } from './signing-key.ts';
 import { ServerKeyStore } from './server-keys.ts';
 
 /** What commands and jobs that speak federation need: a signing client and verified server keys. */
@@ -12,6 +13,8 @@ export interface FederationAccess {
   readonly client: FederationClient;
   readonly keyStore: ServerKeyStore;
   readonly keys: KeyLookup;
+  /** Synapse's own key, for the few events Steward signs as its server (a federated leave). */
+  readonly signingKey?: SigningKey;
 }
 
 export interface FederationProvider {
@@ -47,7 +50,7 @@ export function federationProvider(config: StewardConfig, log: Logger, userAgent
         // Without a configured notary our own homeserver is one: it has keys of servers it heard from, even ones down now.
         const keySettings = { ...settings.value.settings, notary: settings.value.settings.notary ?? settings.value.settings.serverName };
         const keyStore = new ServerKeyStore(created.value, keySettings, { log, ...(persisted ? { persisted } : {}) });
-        return ok({ client: created.value, keyStore, keys: keyStore.lookup });
+        return ok({ client: created.value, keyStore, keys: keyStore.lookup, signingKey: settings.value.settings.signingKey });
       })();
       void pending.then((r) => {
         if (!r.ok) pending = null;
