@@ -112,7 +112,8 @@ async function main(): Promise<void> {
   }
   ensureBaseImage();
   const started = Date.now();
-  run(['buildah', 'bud', '--isolation', 'chroot', '--pull=never', '--layers', '-t', IMAGE, ROOT]);
+  // Docker format keeps the HEALTHCHECK (OCI has no such field).
+  run(['buildah', 'bud', '--isolation', 'chroot', '--pull=never', '--layers', '--format', 'docker', '-t', IMAGE, ROOT]);
   say(`built ${IMAGE} in ${Math.round((Date.now() - started) / 1000)} s`);
 
   // A rig Synapse with Steward registered and set up (bot admin, admin room) by a host Steward;
