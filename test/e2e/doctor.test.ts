@@ -5,7 +5,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { writeSigningKey } from '../rig/keys.ts';
-import { attachSteward, runCli, type StewardSetup } from '../rig/steward.ts';
+import { FakeMas } from '../rig/fake-mas.ts';
+import { attachSteward, runCli, startStewardWithSynapse, type StewardSetup } from '../rig/steward.ts';
 import { prepareSynapse } from '../rig/synapse.ts';
 import { command } from './room-helpers.ts';
 
@@ -93,5 +94,38 @@ describe('doctor', () => {
     assert.match(run.stdout, /fix: start Synapse/);
     assert.match(line(run.stdout, 'Admin API rights'), /^⚠️ not checked: the homeserver does not answer/);
     assert.match(line(run.stdout, 'Free space for dumps'), /free of/);
+  });
+});
+
+describe('doctor under delegated auth (MAS)', () => {
+  let mas: FakeMas;
+  let s: StewardSetup;
+
+  before(async () => {
+    mas = await FakeMas.start();
+    s = await startStewardWithSynapse({ mas });
+  });
+
+  after(async () => {
+    await s?.steward.stop();
+    await s?.hs.cleanup();
+    await mas?.close();
+  });
+
+  it('the terminal doctor loads the admin token itself and says the admin API answers it under MAS', async () => {
+    const run = await s.steward.cli(['doctor']);
+    assert.match(line(run.stdout, 'Admin API rights'), /^✅ the admin API answers the admin token of \S+ under MAS \(delegated authentication\) \(Synapse 1\.\d+/);
+    assert.match(line(run.stdout, 'Registration loaded by Synapse'), /^✅/);
+  });
+
+  it('without homeserver.admin_token_file it is a ❌ that says why the appservice token cannot work and how to get a token', async () => {
+    const config = JSON.parse(await readFile(s.steward.configPath, 'utf8')) as Record<string, Record<string, unknown>>;
+    delete config.homeserver!.admin_token_file;
+    const file = path.join(s.steward.dir, 'no-token.yaml');
+    await writeFile(file, JSON.stringify({ ...config, storage: { ...config.storage, database: path.join(s.steward.dir, 'no-token.db') } }));
+    const run = await runCli(['doctor', '-c', file, '-r', s.steward.registrationPath]);
+    assert.equal(run.code, 1);
+    assert.match(line(run.stdout, 'Admin API rights'), /^❌ Synapse delegates authentication to MAS .*the appservice token can never use the admin API/);
+    assert.match(run.stdout, /fix: give Steward an admin-scoped token: .*mas-cli manage issue-compatibility-token/s);
   });
 });
