@@ -164,8 +164,9 @@ async function main(argv: string[]): Promise<number> {
       return ['E_USAGE', 'E_UNKNOWN_COMMAND', 'E_WRONG_FRONT_END'].includes(outcome.error.code) ? 2 : 1;
     }
     if (outcome.value.kind === 'reply') {
-      process.stdout.write(opts.json ? `${JSON.stringify({ ok: true, text: outcome.value.text })}\n` : `${outcome.value.text}\n`);
-      return 0;
+      const exitCode = outcome.value.exitCode ?? 0;
+      process.stdout.write(opts.json ? `${JSON.stringify({ ok: exitCode === 0, text: outcome.value.text, ...outcome.value.data })}\n` : `${outcome.value.text}\n`);
+      return exitCode;
     }
     const title = core.runner.title(outcome.value.job);
     const unfollow = followInTerminal(core.runner, outcome.value.job.id, title);

@@ -26,10 +26,14 @@ import { snapshotJob } from './snapshot/snapshot-job.ts';
 import { restoreUsersJob } from './restore/restore-users.ts';
 import { restoreRoomsJob } from './restore/restore-rooms.ts';
 import { federationProvider, type FederationProvider } from './federation/federation-access.ts';
+import { SqlitePersistedServerKeys } from './federation/persisted-keys.ts';
 import { JobStore } from './jobs/job-store.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { LinkedAccounts } from './linked/linked-accounts.ts';
 import { Metrics } from './metrics/metrics.ts';
+import type { DoctorDeps } from './doctor/checks.ts';
+import { createDoctor } from './doctor/doctor.ts';
+import { TransactionSelfTest } from './doctor/self-test.ts';
 import { createPrometheusExporter } from './metrics/prometheus.ts';
 import type { Logger } from './log.ts';
 import { openDatabase, type Db } from './store/database.ts';
@@ -81,7 +85,10 @@ export function assembleCore(config: StewardConfig, registration: Registration, 
   const client = new ClientApi(http);
   const botUserId = `@${registration.senderLocalpart}:${config.homeserver.serverName}`;
   const metrics = new Metrics();
-  const federation = federationProvider(config, log, `Steward/${STEWARD_VERSION}`, (outcome) => metrics.inc('federation_requests_total', { outcome }));
+  const federation = federationProvider(config, log, `Steward/${STEWARD_VERSION}`, {
+    onOutcome: (outcome) => metrics.inc('federation_requests_total', { outcome }),
+    persisted: new SqlitePersistedServerKeys(db),
+  });
   const recovery = assembleRecovery({ config, registration, db, http, federation, log, userAgent: `Steward/${STEWARD_VERSION}` });
   const linked = new LinkedAccounts(db, config, log);
   const kv = new KeyValueStore(db);
@@ -114,7 +121,11 @@ export function commandContext(core: Core): BaseContext {
     startedTs: core.startedTs,
     synapseVersion: core.synapseVersion,
   });
-  return { config: core.config, jobs: core.jobs, runner: core.runner, commands: ALL_COMMANDS, status, federation: core.federation, recovery: core.recovery, linked: core.linked, archive: core.archive };
+  return { config: core.config, jobs: core.jobs, runner: core.runner, commands: ALL_COMMANDS, status, federation: core.federation, recovery: core.recovery, linked: core.linked, archive: core.archive, doctor: createDoctor(doctorDeps(core)) };
+}
+
+function doctorDeps(core: Core): DoctorDeps {
+  return { config: core.config, registration: core.registration, http: core.http, admin: core.admin, client: core.client, federation: core.federation, logSources: core.recovery.sources, botUserId: core.botUserId, log: core.log };
 }
 
 /**
@@ -203,7 +214,10 @@ export async function startService(config: StewardConfig, registration: Registra
   if (exporter) core.metrics.attach(exporter);
   core.runner.on('finished', (job) => core.metrics.inc('jobs_finished_total', { type: job.type, state: job.state }));
   const router = new EventRouter(inbox, log, core.metrics);
-  router.add(adminRoomCommands({ adminRoomId, botUserId: core.botUserId, admins: config.adminRoom.admins, messenger, log, baseContext: commandContext(core) }));
+  // The room's doctor also round-trips a test event and receipt through this very endpoint.
+  const selfTest = new TransactionSelfTest(core.client, adminRoomId, core.botUserId);
+  router.add(selfTest);
+  router.add(adminRoomCommands({ adminRoomId, botUserId: core.botUserId, admins: config.adminRoom.admins, messenger, log, baseContext: { ...commandContext(core), doctor: createDoctor({ ...doctorDeps(core), selfTest }) } }));
   router.add(encryptionGuard(adminRoomId, messenger, log));
   if (config.linkedAccounts.enabled) {
     for (const handler of core.linked.handlers({ client: core.client, botUserId: core.botUserId, excludedRooms: [adminRoomId, statusRoomId] })) router.add(handler);

@@ -10,6 +10,8 @@ export interface Registration {
   readonly asToken: string;
   readonly hsToken: string;
   readonly senderLocalpart: string;
+  /** `rate_limited` as written (absent: Synapse's default, limited). Read by the doctor. */
+  readonly rateLimited?: boolean;
 }
 
 function escapeRegex(text: string): string {
@@ -63,7 +65,7 @@ export async function loadRegistration(file: string): Promise<Result<Registratio
     if (typeof v !== 'string' || v.length === 0) problems.push(`${key}: required, expected a non-empty string`);
     return typeof v === 'string' ? v : '';
   };
-  const registration = { id: str('id'), url: str('url'), asToken: str('as_token'), hsToken: str('hs_token'), senderLocalpart: str('sender_localpart') };
+  const registration = { id: str('id'), url: str('url'), asToken: str('as_token'), hsToken: str('hs_token'), senderLocalpart: str('sender_localpart'), rateLimited: r?.rate_limited !== false };
   if (r && r.receive_ephemeral !== true && r['de.sorunome.msc2409.push_ephemeral'] !== true) {
     problems.push('receive_ephemeral: must be true, or read receipts never reach Steward');
   }

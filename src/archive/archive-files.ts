@@ -86,49 +86,53 @@ export class DayFileAppender {
 
   /** Appends each day's text and flushes it to disk; returns the new lengths to commit. */
   async append(byDay: ReadonlyMap<string, { text: string; lines: number }>): Promise<Result<ArchiveFileRow[]>> {
+    // The files of one page are written and flushed side by side: their fsyncs overlap.
+    const written = await Promise.all([...byDay].map(([day, entry]) => this.appendOne(day, entry.text, entry.lines)));
     const rows: ArchiveFileRow[] = [];
-    for (const [day, { text, lines }] of byDay) {
-      const file = dayFile(this.roomDir, day);
-      const before = this.committed.get(day) ?? { day, length: 0, lines: 0 };
-      const bytes = Buffer.from(text, 'utf8');
-      try {
-        const created = await this.prepare(file, day, before.length);
-        if (!created.ok) return created;
-        const handle = await open(file, 'a', 0o600);
-        try {
-          await handle.write(bytes);
-          await handle.sync();
-        } finally {
-          await handle.close();
-        }
-        if (created.value) await syncDir(dirname(file));
-      } catch (err) {
-        return fail('E_ARCHIVE_WRITE', `Cannot append to ${file}: ${errorMessage(err)}`);
-      }
-      const after = { day, length: before.length + bytes.length, lines: before.lines + lines };
-      this.committed.set(day, after);
-      rows.push(after);
+    const newDirs = new Set<string>();
+    for (const w of written) {
+      if (!w.ok) return w;
+      rows.push(w.value.row);
+      if (w.value.created) newDirs.add(w.value.dir);
     }
+    try {
+      // A new file's folder entry must be on disk too, or a crash could lose a committed file.
+      await Promise.all([...newDirs].map(syncDir));
+    } catch (err) {
+      return fail('E_ARCHIVE_WRITE', `Cannot flush the archive folders: ${errorMessage(err)}`);
+    }
+    for (const row of rows) this.committed.set(row.day, row);
     return ok(rows);
   }
 
-  /** true when the file is new (its folder entry must be flushed too). */
-  private async prepare(file: string, day: string, length: number): Promise<Result<boolean>> {
-    if (this.checked.has(day)) return ok(false);
-    await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-    const handle = await open(file, 'a', 0o600);
-    let size: number;
+  private async appendOne(day: string, text: string, lines: number): Promise<Result<{ row: ArchiveFileRow; created: boolean; dir: string }>> {
+    const file = dayFile(this.roomDir, day);
+    const dir = dirname(file);
+    const before = this.committed.get(day) ?? { day, length: 0, lines: 0 };
+    const bytes = Buffer.from(text, 'utf8');
+    let created = false;
     try {
-      size = (await handle.stat()).size;
-      if (size > length) {
-        await handle.truncate(length);
+      if (!this.checked.has(day)) await mkdir(dir, { recursive: true, mode: 0o700 });
+      const handle = await open(file, 'a', 0o600);
+      try {
+        if (!this.checked.has(day)) {
+          // Bytes past the committed length are from a run that never committed (a crash, maybe mid-line).
+          const size = (await handle.stat()).size;
+          if (size < before.length) {
+            return fail('E_ARCHIVE_DAMAGED', `${file} is shorter (${size} bytes) than the ${before.length} bytes archived into it: it was changed outside Steward; restore it from a backup, or remove the room from the archive to start it again.`);
+          }
+          if (size > before.length) await handle.truncate(before.length);
+          created = size === 0 && before.length === 0;
+          this.checked.add(day);
+        }
+        await handle.write(bytes);
         await handle.sync();
+      } finally {
+        await handle.close();
       }
-    } finally {
-      await handle.close();
+    } catch (err) {
+      return fail('E_ARCHIVE_WRITE', `Cannot append to ${file}: ${errorMessage(err)}`);
     }
-    if (size < length) return fail('E_ARCHIVE_DAMAGED', `${file} is shorter (${size} bytes) than the ${length} bytes archived into it: it was changed outside Steward; restore it from a backup, or remove the room from the archive to start it again.`);
-    this.checked.add(day);
-    return ok(size === 0 && length === 0);
+    return ok({ row: { day, length: before.length + bytes.length, lines: before.lines + lines }, created, dir });
   }
 }

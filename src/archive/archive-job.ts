@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { isJsonObject, type JsonObject } from '../federation/json-object.ts';
 import { roomVersion, type RoomVersion } from '../federation/room-versions.ts';
 import type { SynapseAdmin } from '../homeserver/synapse-admin.ts';
-import type { SynapseArchiveApi } from '../homeserver/synapse-archive.ts';
+import { roomKey, type SynapseArchiveApi } from '../homeserver/synapse-archive.ts';
 import type { JobContext, JobDefinition } from '../jobs/runner.ts';
 import type { KeyValueStore } from '../store/kv.ts';
 import { forEachConcurrent } from '../util/pool.ts';
@@ -119,11 +119,6 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
       const views = deps.views({ out: args.out, media: args.media });
       if (!views.ok) return { ok: false, error: failure(views.error.code, `The archive views cannot start: ${views.error.human}`, views.error.log) };
       try {
-        // Taken before any room is read: whatever is persisted after it is read again next time.
-        const live = await deps.api.liveToken({ signal: ctx.signal });
-        if (!live.ok) ctx.log.warn({ detail: live.error.log }, 'no live stream token: the next run reads every room from its start again');
-        const liveToken = live.ok ? live.value : null;
-
         const listed = args.rooms.length > 0 ? ok([...args.rooms]) : await allRooms(deps.admin, ctx.signal);
         if (!listed.ok) return listed;
         ctx.setTotal(listed.value.length);
@@ -133,7 +128,7 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
           const row = deps.store.room(args.out, roomId);
           // Finished earlier in this same job, before it was interrupted.
           if (row && row.lastPassJob === ctx.job.id && !row.passStarted) return;
-          const outcome = await archiveRoom(roomId, args, liveToken, views.value, totals, ctx);
+          const outcome = await archiveRoom(roomId, args, views.value, totals, ctx);
           if (ctx.signal.aborted) return;
           if (outcome.ok) ctx.advance();
           else ctx.itemFailed(roomId, outcome.error);
@@ -163,22 +158,39 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
   };
 
   /** One pass over one room: pages from where the last pass began, known events skipped, new ones appended. */
-  async function archiveRoom(roomId: string, args: ArchiveArgs, liveToken: string | null, views: ArchiveViews, totals: Totals, ctx: JobContext): Promise<Result<void>> {
+  async function archiveRoom(roomId: string, args: ArchiveArgs, views: ArchiveViews, totals: Totals, ctx: JobContext): Promise<Result<void>> {
     const opts = { signal: ctx.signal };
-    const details = await deps.admin.room(roomId, opts);
-    if (!details.ok) return { ok: false, error: failure(details.error.code, details.error.status === 404 ? 'the server does not know this room' : `cannot read the room's details: ${details.error.human}`, details.error.log) };
-    const versionId = typeof details.value.version === 'string' ? details.value.version : undefined;
-    if (versionId === undefined) return { ok: false, error: failure('E_NO_ROOM_VERSION', 'the admin API does not name the room version') };
+    const known = deps.store.room(args.out, roomId);
+    // Taken before the room is read: whatever is persisted after it is read again next time.
+    const current = known?.passStarted ? null : await deps.api.roomToken(roomId, opts);
+    if (current && !current.ok) {
+      return { ok: false, error: failure(current.error.code, current.error.status === 404 || current.error.status === 403 ? `the server does not know this room (${current.error.human})` : `cannot read the room's position: ${current.error.human}`, current.error.log) };
+    }
+    const liveToken = current?.ok ? current.value : null;
+    if (known && !known.passStarted && !args.full && known.streamToken && liveToken && roomKey(known.streamToken) === roomKey(liveToken)) {
+      // Nothing was persisted in the room since the last pass began: nothing to read.
+      deps.store.finishPass(known.id, ctx.job.id);
+      return ok(undefined);
+    }
+    // The version never changes: asked once, when the room is first archived.
+    let versionId = known?.roomVersion ?? undefined;
+    if (versionId === undefined) {
+      const details = await deps.admin.room(roomId, opts);
+      if (!details.ok) return { ok: false, error: failure(details.error.code, details.error.status === 404 ? 'the server does not know this room' : `cannot read the room's details: ${details.error.human}`, details.error.log) };
+      versionId = typeof details.value.version === 'string' ? details.value.version : undefined;
+      if (versionId === undefined) return { ok: false, error: failure('E_NO_ROOM_VERSION', 'the admin API does not name the room version') };
+      const dir = join(args.out, 'rooms', roomDirName(roomId));
+      try {
+        await writeJsonIfChanged(join(dir, 'room.json'), roomDocument(roomId, versionId, details.value));
+      } catch (err) {
+        return { ok: false, error: failure('E_ARCHIVE_WRITE', `cannot write room.json: ${errorMessage(err)}`) };
+      }
+    }
     const version = roomVersion(versionId);
     if (!version.ok) return version;
-
-    const row = deps.store.ensureRoom(args.out, roomId, versionId, roomDirName(roomId));
+    const row = known ?? deps.store.ensureRoom(args.out, roomId, versionId, roomDirName(roomId));
     const dir = join(args.out, 'rooms', row.dirName);
-    try {
-      await writeJsonIfChanged(join(dir, 'room.json'), roomDocument(roomId, versionId, details.value));
-    } catch (err) {
-      return { ok: false, error: failure('E_ARCHIVE_WRITE', `cannot write room.json: ${errorMessage(err)}`) };
-    }
+
     let from: string | undefined;
     if (row.passStarted) {
       // A pass that was cut off carries on from the page it had committed.

@@ -8,6 +8,7 @@ import { ARCHIVE_COMMANDS } from '../archive/archive-commands.ts';
 import { RESTORE_COMMANDS } from '../restore/restore-commands.ts';
 import { restoreRoomsCommand } from '../restore/restore-rooms-command.ts';
 import { archiveSearchCommand } from '../archive/archive-search-command.ts';
+import { doctorCommand } from '../doctor/doctor-command.ts';
 import type { Command } from './types.ts';
 
 /** Every command, for both front ends; each declares where it may run. */
@@ -27,4 +28,5 @@ export const ALL_COMMANDS: readonly Command[] = [
   ...RESTORE_COMMANDS,
   restoreRoomsCommand,
   archiveSearchCommand,
+  doctorCommand,
 ];

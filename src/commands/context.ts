@@ -6,6 +6,7 @@ import type { LinkedAccounts } from '../linked/linked-accounts.ts';
 import type { RecoveryCore } from '../recovery/wiring.ts';
 import type { ArchiveCore } from '../archive/wiring.ts';
 import type { Command, FrontEnd } from './types.ts';
+import type { Doctor } from '../doctor/doctor.ts';
 
 export interface ServiceStatus {
   readonly version: string;
@@ -36,4 +37,6 @@ export interface CommandContext {
   readonly recovery: Pick<RecoveryCore, 'rooms' | 'sources'>;
   /** The history archive's bookkeeping and schedule (src/archive); absent where a context is built without it. */
   readonly archive?: Pick<ArchiveCore, 'store' | 'config' | 'nextRun' | 'activeJobs'>;
+  /** Deployment checks (src/doctor); the running service's one also round-trips events. */
+  readonly doctor?: Doctor;
 }

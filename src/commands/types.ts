@@ -27,7 +27,13 @@ export type FrontEnd = 'room' | 'terminal';
 
 /** A command's answer: something to show, or a job that the front end follows to its end. */
 export type CommandOutput =
-  | { readonly kind: 'reply'; readonly text: string; readonly html: string }
+  | {
+    readonly kind: 'reply'; readonly text: string; readonly html: string;
+    /** The terminal's exit code for an answer that reports a problem (the doctor); default 0. */
+    readonly exitCode?: number;
+    /** Extra fields for `--json`. */
+    readonly data?: Record<string, unknown>;
+  }
   | { readonly kind: 'job'; readonly job: JobRecord; readonly created: boolean };
 
 export interface Command {

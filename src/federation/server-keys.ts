@@ -7,6 +7,7 @@ import type { FederationFailure, FederationRequestOptions } from "./federation-c
 import type { FederationSettings } from "./federation-settings.ts";
 import { isJsonObject } from "./json-object.ts";
 import type { JsonObject } from "./json-object.ts";
+import type { PersistedServerKeys } from "./persisted-keys.ts";
 import { verifyJsonSignature } from "./signatures.ts";
 
 /** A public key of a server, checked against the server's self-signed key response. */
@@ -43,6 +44,11 @@ export interface ServerKeyStoreOptions {
   /** After a successful fetch, a missing or expired key does not trigger another for this long. */
   readonly minRefetchIntervalMs?: number;
   readonly fetchTimeoutMs?: number;
+  /**
+   * Verified keys kept across restarts: written on every fetch, read only when the memory cache
+   * misses and neither the origin nor the notary can be reached.
+   */
+  readonly persisted?: PersistedServerKeys;
 }
 
 /** Spec (keys definition, room v5 signing requirements): never trust valid_until_ts further than this. */
@@ -147,6 +153,7 @@ export class ServerKeyStore {
   readonly #negativeCacheMs: number;
   readonly #minRefetchMs: number;
   readonly #fetchTimeoutMs: number;
+  readonly #persisted: PersistedServerKeys | undefined;
   readonly #cache = new Map<string, ServerEntry>();
   readonly #failures = new Map<string, { failure: Failure; until: number }>();
   readonly #inFlight = new Map<string, Promise<Result<void>>>();
@@ -167,6 +174,7 @@ export class ServerKeyStore {
     this.#negativeCacheMs = opts.negativeCacheMs ?? 60_000;
     this.#minRefetchMs = opts.minRefetchIntervalMs ?? 60_000;
     this.#fetchTimeoutMs = opts.fetchTimeoutMs ?? 10_000;
+    this.#persisted = opts.persisted;
   }
 
   /** The KeyLookup contract of event-verify.ts. */
@@ -177,7 +185,11 @@ export class ServerKeyStore {
     const entry = this.#cache.get(serverName);
     if (entry === undefined || this.#now() - entry.fetchedAt >= this.#minRefetchMs) {
       const refreshed = await this.#refresh(serverName, keyId, atTs);
-      if (!refreshed.ok) return refreshed;
+      if (!refreshed.ok) {
+        // Unreachable now: a key verified earlier (maybe by an earlier process) still counts, within its validity.
+        const saved = this.#fromPersisted(serverName, keyId, atTs);
+        return saved !== undefined ? ok(saved.publicKey) : refreshed;
+      }
       const found = this.#usable(serverName, keyId, atTs);
       if (found !== undefined) return ok(found.publicKey);
     }
@@ -328,6 +340,20 @@ export class ServerKeyStore {
     return atTs === 0 || key.validUntilTs >= atTs ? key : undefined;
   }
 
+  #fromPersisted(serverName: string, keyId: string, atTs: number): VerifiedServerKey | undefined {
+    let key: VerifiedServerKey | undefined;
+    try {
+      key = this.#persisted?.load(serverName, keyId);
+    } catch (err) {
+      this.#log?.warn({ err, serverName }, "could not read stored server keys");
+      return undefined;
+    }
+    // Exactly the memory cache's rule: valid_until_ts (capped) or expired_ts must reach the event.
+    if (key === undefined || !(atTs === 0 || key.validUntilTs >= atTs)) return undefined;
+    this.#log?.info({ serverName, keyId }, "origin unreachable; using its key verified earlier and stored");
+    return key;
+  }
+
   #unknown(serverName: string, keyId: string, atTs: number): Failure {
     const key = this.#cache.get(serverName)?.keys.get(keyId);
     if (key !== undefined) {
@@ -353,6 +379,11 @@ export class ServerKeyStore {
       if (known === undefined || key.validUntilTs >= known.validUntilTs) entry.keys.set(key.keyId, key);
     }
     this.#failures.delete(serverName);
+    try {
+      this.#persisted?.save(keys, fetchedAt);
+    } catch (err) {
+      this.#log?.warn({ err, serverName }, "could not store server keys");
+    }
     this.#log?.debug({ serverName, keys: keys.map((k) => k.keyId) }, "stored verified server keys");
   }
 }

@@ -27,6 +27,12 @@ export interface RequestOptions {
   readonly maxRetries?: number;
   /** Overrides the client's per-attempt timeout for this request. */
   readonly timeoutMs?: number;
+  /**
+   * Send the admin token (when one is configured) although the path is not under
+   * `/_synapse/admin/`: for client-API calls Synapse opens to server admins, which under MAS
+   * means a token with the admin scope, not the appservice token.
+   */
+  readonly asServerAdmin?: boolean;
 }
 
 /** A successful answer whose body is read chunk by chunk. */
@@ -83,6 +89,12 @@ export class HomeserverHttp {
    */
   setAdminToken(token: string | undefined): void {
     this.adminToken = token;
+  }
+
+  /** The admin token for the admin API (and calls that ask for it), the appservice token for the rest. */
+  private tokenFor(url: string, opts: { readonly asServerAdmin?: boolean }): string {
+    if (this.adminToken === undefined) return this.opts.token;
+    return opts.asServerAdmin === true || new URL(url).pathname.startsWith(ADMIN_API_PREFIX) ? this.adminToken : this.opts.token;
   }
 
   get hasAdminToken(): boolean {
@@ -157,8 +169,7 @@ export class HomeserverHttp {
     const onCancel = (): void => controller.abort();
     opts.signal?.addEventListener('abort', onCancel, { once: true });
     if (opts.signal?.aborted) controller.abort();
-    const token = this.adminToken !== undefined && new URL(url).pathname.startsWith(ADMIN_API_PREFIX) ? this.adminToken : this.opts.token;
-    const headers: Record<string, string> = { authorization: `Bearer ${token}`, 'user-agent': this.opts.userAgent ?? 'Steward' };
+    const headers: Record<string, string> = { authorization: `Bearer ${this.tokenFor(url, opts)}`, 'user-agent': this.opts.userAgent ?? 'Steward' };
     let body: string | Uint8Array | undefined;
     if (opts.body !== undefined) {
       headers['content-type'] = 'application/json';
@@ -203,7 +214,7 @@ export class HomeserverHttp {
     arm();
     opts.signal?.addEventListener('abort', onCancel, { once: true });
     if (opts.signal?.aborted) controller.abort();
-    const headers = { authorization: `Bearer ${this.opts.token}`, 'user-agent': this.opts.userAgent ?? 'Steward' };
+    const headers = { authorization: `Bearer ${this.tokenFor(url, opts)}`, 'user-agent': this.opts.userAgent ?? 'Steward' };
     const what = (err: unknown): string => opts.signal?.aborted ? 'cancelled' : timedOut ? `no data within ${Math.round(this.opts.timeoutMs / 1000)}s` : `the transfer broke off (${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message})`;
     let response: Response;
     try {

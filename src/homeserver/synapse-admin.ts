@@ -107,6 +107,6 @@ export class SynapseAdmin {
 
   /** The aliases on this server that point to the room (client API; a server admin may ask for any room). */
   roomAliases(roomId: string, opts: RequestOptions = {}): Promise<Result<{ aliases: string[] }, HttpFailure>> {
-    return this.http.request('GET', path`/_matrix/client/v3/rooms/${roomId}/aliases`, opts);
+    return this.http.request('GET', path`/_matrix/client/v3/rooms/${roomId}/aliases`, { ...opts, asServerAdmin: true });
   }
 }

@@ -11,13 +11,6 @@ export interface MessagesPage {
 
 /** Events in federation format, hashes and signatures kept. */
 const FEDERATION_FORMAT = JSON.stringify({ event_format: 'federation' });
-// Nothing but the token: no rooms, presence or account data.
-const TOKEN_ONLY_FILTER = JSON.stringify({
-  room: { rooms: [], account_data: { types: [] }, ephemeral: { types: [] }, state: { types: [] }, timeline: { types: [] } },
-  presence: { types: [] },
-  account_data: { types: [] },
-});
-
 /** The admin API calls the archive reads a room's history with. */
 export class SynapseArchiveApi {
   private readonly http: HomeserverHttp;
@@ -42,19 +35,36 @@ export class SynapseArchiveApi {
   }
 
   /**
-   * The server's current stream position, as a token `/messages` takes as `from`: a sync of the
-   * bot that asks for nothing but `next_batch`.
+   * The room's current stream position, as a token `/messages` takes as `from`: the stream part
+   * of the `start` of a one-event page backwards from the live end. (`/sync` is refused to an appservice's own user,
+   * and its legacy `/events` fails when events arrive during the call.) Paging backwards lets
+   * Synapse consider backfilling; it only does so when a gap is within twice the limit (1) of the
+   * room's newest event, which a room it is fully in never has.
    */
-  async liveToken(opts: RequestOptions = {}): Promise<Result<string, HttpFailure>> {
-    const answer = await this.http.request<{ next_batch?: unknown }>('GET', '/_matrix/client/v3/sync', {
-      ...opts,
-      query: { timeout: 0, set_presence: 'offline', filter: TOKEN_ONLY_FILTER },
-    });
+  async roomToken(roomId: string, opts: RequestOptions = {}): Promise<Result<string, HttpFailure>> {
+    const answer = await this.http.request<MessagesPage>('GET', path`/_synapse/admin/v1/rooms/${roomId}/messages`, { ...opts, query: { dir: 'b', limit: 1 } });
     if (!answer.ok) return answer;
-    const token = answer.value.next_batch;
-    if (typeof token !== 'string' || token.length === 0) {
-      return { ok: false, error: { status: 200, code: 'E_BAD_ANSWER', human: '/sync answered without next_batch', log: '/sync answered without next_batch', errcode: undefined, body: undefined } };
+    const token = typeof answer.value.start === 'string' ? streamPosition(answer.value.start) : undefined;
+    if (token === undefined) {
+      return { ok: false, error: { status: 200, code: 'E_BAD_ANSWER', human: '/messages answered without a start token', log: '/messages dir=b answered without start', errcode: undefined, body: undefined } };
     }
     return { ok: true, value: token };
   }
+}
+
+/**
+ * A position in the event stream, from the room part of a token: Synapse hands `t<depth>-<stream>`
+ * for a backwards page; `s<stream>` bounds the stream alone, so paging forwards from it yields
+ * every event persisted after it, at whatever depth (`m…` is a multi-writer stream token).
+ */
+export function streamPosition(token: string): string | undefined {
+  const room = roomKey(token);
+  const topological = /^t-?\d+-(\d+)$/.exec(room);
+  if (topological) return `s${topological[1]}`;
+  return /^(s\d+|m\d+~[\d.~]+)$/.test(room) ? room : undefined;
+}
+
+/** The room part of a stream token (`s123` of `s123_4_0_…`): the rest moves with other streams. */
+export function roomKey(token: string): string {
+  return token.split('_')[0]!;
 }

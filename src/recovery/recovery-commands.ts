@@ -133,6 +133,7 @@ export const rejoinCommand: Command = {
   flags: [
     { name: 'via', type: 'string', description: 'a server to ask first (and to join through)', repeatable: true },
     { name: 'dry-run', type: 'boolean', description: 'only print the plan: servers, users to rejoin, users skipped and why' },
+    { name: 'leave-skipped', type: 'boolean', description: 'make skipped users that remote servers still count as joined (deactivated, gone) leave, over federation as this server' },
   ],
   frontEnds: ['room', 'terminal'],
   examples: ['rejoin all --dry-run', 'rejoin all', 'rejoin !abc:example.org --via example.org'],
@@ -149,7 +150,7 @@ export const rejoinCommand: Command = {
     if (ctx.config.federation.signingKeyPath === undefined) {
       return fail('E_NO_SIGNING_KEY', 'Rejoining asks other servers for room state over federation, signed as this homeserver: set federation.signing_key_path in the config to Synapse\'s signing key file (signing_key_path in homeserver.yaml).');
     }
-    return startJob(ctx, 'rejoin', { rooms: all ? [] : [...new Set(words)], all, via, dryRun: input.bool('dry-run') });
+    return startJob(ctx, 'rejoin', { rooms: all ? [] : [...new Set(words)], all, via, dryRun: input.bool('dry-run'), ...(input.bool('leave-skipped') ? { leaveSkipped: true } : {}) });
   },
 };
 

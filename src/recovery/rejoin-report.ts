@@ -30,6 +30,11 @@ export interface RoomResult {
   readonly planned: readonly string[];
   readonly skipped: readonly UserNote[];
   readonly failed: readonly UserNote[];
+  /** Skipped users (deactivated, gone) the remote server still counts as joined. */
+  readonly stale?: readonly string[];
+  /** With --leave-skipped: stale members made to leave over federation, and those that could not. */
+  readonly left?: readonly string[];
+  readonly leaveFailed?: readonly UserNote[];
   /** Why the room as a whole failed or needed nothing. */
   readonly reason?: string;
   readonly ts: number;
@@ -51,12 +56,15 @@ export interface Totals {
   planned: number;
   skipped: number;
   failedUsers: number;
+  /** Stale memberships found, and how many were left over federation. */
+  stale: number;
+  left: number;
   byOutcome: Record<RoomOutcome, number>;
 }
 
 export function totals(results: readonly RoomResult[]): Totals {
   const byOutcome: Record<RoomOutcome, number> = { rejoined: 0, 'already-recovered': 0, partial: 0, failed: 0, planned: 0, 'nothing-to-do': 0 };
-  const t: Totals = { rooms: results.length, rejoined: 0, alreadyJoined: 0, planned: 0, skipped: 0, failedUsers: 0, byOutcome };
+  const t: Totals = { rooms: results.length, rejoined: 0, alreadyJoined: 0, planned: 0, skipped: 0, failedUsers: 0, stale: 0, left: 0, byOutcome };
   for (const r of results) {
     byOutcome[r.outcome] += 1;
     t.rejoined += r.rejoined.length;
@@ -64,6 +72,8 @@ export function totals(results: readonly RoomResult[]): Totals {
     t.planned += r.planned.length;
     t.skipped += r.skipped.length;
     t.failedUsers += r.failed.length;
+    t.stale += r.stale?.length ?? 0;
+    t.left += r.left?.length ?? 0;
   }
   return t;
 }
@@ -88,6 +98,10 @@ export function roomLine(r: RoomResult): string {
   if (r.alreadyJoined.length) parts.push(`already joined ${users(r.alreadyJoined)}`);
   if (r.skipped.length) parts.push(`skipped ${notes(r.skipped)}`);
   if (r.failed.length) parts.push(`failed ${notes(r.failed)}`);
+  const stillJoined = (r.stale ?? []).filter((u) => !(r.left ?? []).includes(u));
+  if (r.left?.length) parts.push(`left over federation ${users(r.left)}`);
+  if (r.leaveFailed?.length) parts.push(`could not leave ${notes(r.leaveFailed)}`);
+  else if (stillJoined.length) parts.push(`stale: ${users(stillJoined)} still joined as ${r.stateFrom ?? 'the remote'} sees it (--leave-skipped makes them leave)`);
   if (r.reason) parts.push(r.reason);
   return parts.join(' · ');
 }
@@ -102,6 +116,11 @@ export function summaryText(results: readonly RoomResult[], opts: { dryRun: bool
     ? `Dry run, nothing was joined. Plan for ${t.rooms} room(s): ${t.planned} user(s) to rejoin, ${t.alreadyJoined} already joined, ${t.skipped} skipped; ${o.failed} room(s) without verifiable state.`
     : `${t.rooms} room(s): ${o.rejoined} rejoined, ${o['already-recovered']} already recovered, ${o.partial} partly, ${o.failed} failed, ${o['nothing-to-do']} with nothing to do · users: ${t.rejoined} rejoined, ${t.alreadyJoined} already joined, ${t.skipped} skipped, ${t.failedUsers} failed.`;
   const lines = [head];
+  if (t.stale > 0) {
+    lines.push(t.left > 0
+      ? `Stale memberships: ${t.stale} skipped user(s) were still joined as remote servers see it; ${t.left} made to leave over federation.`
+      : `Stale memberships: ${t.stale} skipped user(s) (deactivated or gone) are still joined as remote servers see it. Run the same !rejoin with --leave-skipped to make them leave over federation.`);
+  }
   if (opts.forecast) lines.push(opts.forecast);
   for (const r of results.slice(0, MAX_ROOM_LINES)) lines.push(roomLine(r));
   if (results.length > MAX_ROOM_LINES) lines.push(`… and ${results.length - MAX_ROOM_LINES} more room(s) in the report.`);

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { Rich } from '../admin-room/messenger.ts';
-import type { KeyLookup } from '../federation/index.ts';
+import type { KeyLookup, SigningKey } from '../federation/index.ts';
+import { leaveOverFederation } from './federated-leave.ts';
 import type { ClientApi } from '../homeserver/client-api.ts';
 import { path, type HomeserverHttp } from '../homeserver/http.ts';
 import { formatDuration } from '../jobs/format.ts';
@@ -24,11 +25,13 @@ export interface RejoinArgs {
   readonly all: boolean;
   readonly via: readonly string[];
   readonly dryRun: boolean;
+  /** Make skipped users still joined in the remote's view (deactivated, gone) leave, over federation. */
+  readonly leaveSkipped?: boolean;
 }
 
 export function parseRejoinArgs(raw: Record<string, unknown>): RejoinArgs {
   const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
-  return { rooms: strings(raw.rooms), all: raw.all === true, via: strings(raw.via), dryRun: raw.dryRun === true };
+  return { rooms: strings(raw.rooms), all: raw.all === true, via: strings(raw.via), dryRun: raw.dryRun === true, leaveSkipped: raw.leaveSkipped === true };
 }
 
 interface RejoinCheckpoint {
@@ -39,7 +42,12 @@ interface RejoinCheckpoint {
 export interface FederationAccess {
   readonly client: FederationRequester;
   readonly keys: KeyLookup;
+  /** Needed for --leave-skipped only: the leave events are signed as our server. */
+  readonly signingKey?: SigningKey;
 }
+
+/** Skipped for these reasons, a user cannot come back but still counts as joined elsewhere. */
+const STALE_REASONS = new Set(['deactivated', 'no longer exists on this server']);
 
 export interface RejoinDeps {
   readonly db: Db;
@@ -106,7 +114,7 @@ export function rejoinJob(deps: RejoinDeps): JobDefinition {
     title: (raw) => {
       const a = parseRejoinArgs(raw);
       const what = a.all ? 'all lost rooms' : a.rooms.length === 1 ? a.rooms[0]! : `${a.rooms.length} rooms`;
-      return `rejoin ${what}${a.dryRun ? ' (dry run)' : ''}`;
+      return `rejoin ${what}${a.dryRun ? ' (dry run)' : ''}${a.leaveSkipped ? ' (leaving skipped users)' : ''}`;
     },
     async run(ctx: JobContext) {
       const args = parseRejoinArgs(ctx.job.args);
@@ -235,6 +243,9 @@ export function rejoinJob(deps: RejoinDeps): JobDefinition {
         else if (verdict.failed) found.failed.push({ user: verdict.user, reason: verdict.reason });
         else found.skipped.push({ user: verdict.user, reason: verdict.reason });
       }
+      // Skipped users the remote still counts as joined: stale memberships, reported (and left with --leave-skipped).
+      const stale = found.skipped.filter((n) => STALE_REASONS.has(n.reason)).map((n) => n.user);
+      if (stale.length) (found as { stale?: string[] }).stale = stale;
       if (args.dryRun) {
         found.planned.push(...toJoin);
         const outcome: RoomOutcome = toJoin.length > 0 ? 'planned' : found.failed.length ? 'failed' : 'already-recovered';
@@ -247,6 +258,28 @@ export function rejoinJob(deps: RejoinDeps): JobDefinition {
       const plan = await planSlot(() => planRoom(roomId));
       if ('final' in plan) return plan.final;
       const { found, toJoin, via } = plan;
+
+      // Leaves first: a server coming back into the room then takes in state that already has them.
+      if (args.leaveSkipped && found.stale?.length && found.stateFrom) {
+        const left: string[] = [];
+        const leaveFailed: UserNote[] = [];
+        for (const userId of found.stale) {
+          if (ctx.signal.aborted) break;
+          if (!fed.value.signingKey) {
+            leaveFailed.push({ user: userId, reason: 'no signing key to sign the leave with' });
+            continue;
+          }
+          const leave = await leaveOverFederation(fed.value.client, fed.value.signingKey, deps.serverName, found.stateFrom, roomId, userId, { signal: ctx.signal });
+          if (leave.ok) {
+            left.push(userId);
+            log.info({ roomId, userId, server: found.stateFrom, eventId: leave.value.eventId }, 'left a stale membership over federation');
+          } else {
+            leaveFailed.push({ user: userId, reason: leave.error.human });
+            log.warn({ roomId, userId, server: found.stateFrom, code: leave.error.code, detail: leave.error.log }, 'could not leave a stale membership over federation');
+          }
+        }
+        Object.assign(found, { left, leaveFailed });
+      }
 
       // The first join brings the server back into the room (a remote join); the others follow once it has.
       const joinOne = async (userId: string): Promise<boolean> => {
@@ -268,7 +301,7 @@ export function rejoinJob(deps: RejoinDeps): JobDefinition {
         await joinOne(u);
       }, ctx.signal);
       found.rejoined.sort();
-      const outcome: RoomOutcome = found.failed.length === 0
+      const outcome: RoomOutcome = found.failed.length === 0 && !found.leaveFailed?.length
         ? (found.rejoined.length > 0 ? 'rejoined' : 'already-recovered')
         : found.rejoined.length > 0 || found.alreadyJoined.length > 0 ? 'partial' : 'failed';
       return { ...found, outcome };
@@ -293,7 +326,7 @@ export function rejoinJob(deps: RejoinDeps): JobDefinition {
         deps.rooms.markRecovered(roomId, ctx.job.id);
       }
       if (result.outcome === 'failed' || result.outcome === 'partial') {
-        const why = result.reason ?? result.failed.map((f) => `${f.user}: ${f.reason}`).join('; ');
+        const why = result.reason ?? [...result.failed, ...(result.leaveFailed ?? [])].map((f) => `${f.user}: ${f.reason}`).join('; ');
         ctx.itemFailed(roomId, failure(result.outcome === 'failed' ? 'E_ROOM_FAILED' : 'E_ROOM_PARTIAL', why));
       } else {
         ctx.advance();

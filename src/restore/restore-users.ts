@@ -107,7 +107,8 @@ export function restoreUsersJob(deps: RestoreUsersDeps): JobDefinition {
           files = args.users.map(fileNameFor).filter((f) => present.has(f));
           for (const u of args.users) if (!present.has(fileNameFor(u))) ctx.itemFailed(u, failure('E_NOT_IN_DUMP', `${u} is not in this dump`));
         }
-        ctx.setTotal(files.length + (args.users.length - files.length));
+        // Named users that are not in the dump count as failed items of the total.
+        ctx.setTotal(args.users.length > 0 ? args.users.length : files.length);
 
         const one = async (item: { name: string; seq: number }): Promise<void> => {
           const doc = await readUserFile(index.value, item.name);
@@ -127,7 +128,7 @@ export function restoreUsersJob(deps: RestoreUsersDeps): JobDefinition {
             synapseDb,
             passwordHash: hashes.value ? (hashes.value.has(userId) ? hashes.value.get(userId)! : undefined) : undefined,
           });
-          if (ctx.signal.aborted && outcome.errors.length === 0) return; // cut off: the page is done again on resume
+          if (ctx.signal.aborted) return; // cut off: the page is done again on resume, and nothing is written twice
           save(ctx.job.id, userId, item.seq, outcome);
           if (outcome.outcome === 'failed') {
             ctx.itemFailed(userId, failure(`E_RESTORE_${outcome.errors[0]!.section.toUpperCase()}`, outcome.errors.map((e) => `${e.section}: ${e.message}`).join('; ')));

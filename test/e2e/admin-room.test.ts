@@ -6,6 +6,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MatrixTestClient } from '../rig/client.ts';
 import { runCli, startStewardWithSynapse, type StewardSetup } from '../rig/steward.ts';
+import { freePort } from '../rig/ports.ts';
 import { command, isReactionTo, isReplyTo, roomHistory } from './room-helpers.ts';
 
 describe('admin room', () => {
@@ -123,6 +124,8 @@ describe('admin room', () => {
     const config = JSON.parse(await readFile(s.steward.configPath, 'utf8'));
     config.admin_room.room = encrypted;
     config.storage.database = path.join(s.steward.dir, 'encrypted-check.db');
+    // Its own port: the running Steward keeps its listener, and a taken port is refused first.
+    config.appservice.port = await freePort();
     const configPath = path.join(s.steward.dir, 'encrypted.yaml');
     await writeFile(configPath, JSON.stringify(config));
     const run = await runCli(['run', '-c', configPath, '-r', s.steward.registrationPath]);

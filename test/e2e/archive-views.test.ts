@@ -170,10 +170,15 @@ describe('archive views', () => {
   });
 
   it('changes no byte on a re-run, and re-renders the earlier day a late reaction belongs to', async () => {
+    // Takes in what the room commands above added to the admin room.
+    const settle = await cli(['archive', '--media']);
+    assert.equal(settle.code, 0, settle.stderr);
     const before = await filesOf(out);
     const again = await cli(['archive', '--media']);
     assert.equal(again.code, 0, again.stderr);
-    assert.deepEqual(await filesOf(out), before, 'no byte and no mtime changed');
+    const rerun = await filesOf(out);
+    const differ = [...new Set([...before.keys(), ...rerun.keys()])].filter((rel) => JSON.stringify(before.get(rel)) !== JSON.stringify(rerun.get(rel)));
+    assert.deepEqual(differ, [], 'no byte and no mtime changed');
 
     await s.adminClient.sendEvent(room, 'm.reaction', { 'm.relates_to': { rel_type: 'm.annotation', event_id: id('m1'), key: '🎉' } });
     const late = await cli(['archive', '--media']);

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MatrixTestClient } from '../rig/client.ts';
 import { FakeMas } from '../rig/fake-mas.ts';
+import { freePort } from '../rig/ports.ts';
 import { runCli, startStewardWithSynapse, type StewardSetup } from '../rig/steward.ts';
 import { command, replyMatching, roomHistory } from './room-helpers.ts';
 
@@ -17,14 +18,16 @@ describe('delegated auth (MAS)', () => {
   let room: string;
   let bot: string;
   let alice: MatrixTestClient;
+  let usersDump: string;
 
   /** `steward run` with the test's config, `homeserver` patched; it must stop at start-up. */
   async function runWith(name: string, homeserver: Record<string, unknown>, tokenText?: string): Promise<{ code: number; stdout: string; stderr: string }> {
     const config = JSON.parse(await readFile(s.steward.configPath, 'utf8'));
     config.homeserver = { ...config.homeserver, ...homeserver };
     if (config.homeserver.admin_token_file === null) delete config.homeserver.admin_token_file;
-    // Its own database: the running Steward keeps its state to itself.
+    // Its own database and port: the running Steward keeps its state and its listener to itself.
     config.storage = { ...config.storage, database: path.join(s.steward.dir, `${name}.db`) };
+    config.appservice = { ...config.appservice, port: await freePort() };
     if (tokenText !== undefined) await writeFile(path.join(s.steward.dir, `${name}-token`), tokenText, { mode: 0o600 });
     const file = path.join(s.steward.dir, `${name}.yaml`);
     await writeFile(file, JSON.stringify(config));
@@ -85,6 +88,7 @@ describe('delegated auth (MAS)', () => {
     const done = await replyMatching(s.adminClient, room, bot, eventId, /dumped to/, 120_000);
     assert.doesNotMatch(done.content.body, /error/i, done.content.body);
     const dir = /dumped to (\S+)/.exec(done.content.body)![1]!;
+    usersDump = dir;
     const files = await readdir(path.join(dir, 'users'));
     for (const user of [alice.userId, s.admin.userId, bot]) assert.ok(files.includes(`${encodeURIComponent(user)}.json`), `${user} dumped`);
     const dumped = JSON.parse(await readFile(path.join(dir, 'users', `${encodeURIComponent(alice.userId)}.json`), 'utf8'));
@@ -114,6 +118,22 @@ describe('delegated auth (MAS)', () => {
     const done = await replyMatching(s.adminClient, room, bot, eventId, /finished|failed/, 120_000);
     assert.match(done.content.body, /finished/, done.content.body);
     assert.match(done.content.body, /Leak check passed/);
+  });
+
+  it('!restore users --dry-run compares the dump with the server through the admin token', async () => {
+    const { eventId } = await command(s.adminClient, room, bot, `!restore users ${usersDump} --dry-run`);
+    const done = await replyMatching(s.adminClient, room, bot, eventId, /finished|failed/, 120_000);
+    assert.match(done.content.body, /finished/, done.content.body);
+    assert.match(done.content.body, /0 would change, 3 unchanged, 0 failed/, done.content.body);
+  });
+
+  it('archive (terminal) archives the rooms under MAS', async () => {
+    const run = await s.steward.cli(['archive', '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    const job = JSON.parse(run.stdout.trim().split('\n').pop()!).job;
+    assert.equal(job.state, 'done');
+    assert.equal(job.result.details.rooms_failed, 0);
+    assert.ok(job.result.details.events > 0, 'events archived');
   });
 
   it('without admin_token_file it stops at start-up with the exact steps to issue one', async () => {

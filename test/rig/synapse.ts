@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { randomSecret, writeSelfSignedCert, writeSigningKey } from './keys.ts';
 import { canListenOn, freePort, freePortOn } from './ports.ts';
 import * as postgres from './postgres.ts';
+import { claimRedisDb, REDIS, releaseRedisDb, releaseRedisDbSync } from './redis.ts';
 import { trackChild, trackDatabase, trackDir, untrackDatabase, untrackDir } from './reaper.ts';
 import { homeserverConfig, logConfig } from './synapse-config.ts';
 import { synapsePython } from './venv.ts';
@@ -25,6 +26,21 @@ export interface SynapseOptions {
   extraConfig?: Record<string, unknown>;
   /** SQLite (default, or STEWARD_RIG_DB) or a fresh PostgreSQL database on 127.0.0.1:5432. */
   database?: postgres.RigDatabase;
+  /**
+   * Main process plus one generic worker that sends appservice transactions
+   * (notify_appservices_from_worker) and federation (federation_sender_instances), replicating
+   * over Redis. Implies PostgreSQL (Synapse refuses workers on SQLite). Default: STEWARD_RIG_WORKERS=1.
+   */
+  workers?: boolean;
+}
+
+export interface SynapseWorker {
+  readonly name: string;
+  /** The worker's own HTTP listener (client, federation, metrics, health). */
+  readonly url: string;
+  readonly logPath: string;
+  readonly outputPath: string;
+  readonly metricsUrl: string;
 }
 
 export interface RegisteredUser {
@@ -51,6 +67,10 @@ export interface SynapseInstance {
   /** Which database Synapse runs on; for PostgreSQL, the database's name. */
   readonly database: postgres.RigDatabase;
   readonly postgresDatabase: string | undefined;
+  /** The generic worker, in worker mode. */
+  readonly worker: SynapseWorker | undefined;
+  /** The main process's Prometheus metrics, in worker mode. */
+  readonly metricsUrl: string | undefined;
   readonly signingKeyPath: string;
   readonly registrationSharedSecret: string;
   readonly running: boolean;
@@ -58,6 +78,9 @@ export interface SynapseInstance {
   stop(): Promise<void>;
   kill(): Promise<void>;
   restart(): Promise<void>;
+  /** Worker mode: stop (or kill) the worker alone, and start it again. */
+  stopWorker(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+  startWorker(): Promise<void>;
   /** Shallow-merges `patch` into homeserver.yaml; takes effect at the next start. */
   updateConfig(patch: Record<string, unknown>): Promise<void>;
   /** The homeserver.yaml as it stands (a copy). */
@@ -127,11 +150,15 @@ class Synapse implements SynapseInstance {
   readonly dbPath: string;
   readonly database: postgres.RigDatabase;
   readonly postgresDatabase: string | undefined;
+  readonly worker: (SynapseWorker & { readonly configPath: string }) | undefined;
+  readonly metricsUrl: string | undefined;
+  readonly redisDb: number | undefined;
   readonly signingKeyPath: string;
   readonly registrationSharedSecret: string;
   readonly #python: string;
   #config: Record<string, unknown>;
   #child: ChildProcess | undefined;
+  #workerChild: ChildProcess | undefined;
   #backups = 0;
 
   constructor(init: {
@@ -143,6 +170,9 @@ class Synapse implements SynapseInstance {
     registrationSharedSecret: string;
     config: Record<string, unknown>;
     postgresDatabase?: string;
+    worker?: SynapseWorker & { readonly configPath: string };
+    metricsUrl?: string;
+    redisDb?: number;
   }) {
     this.name = init.name;
     this.dir = init.dir;
@@ -156,6 +186,9 @@ class Synapse implements SynapseInstance {
     this.dbPath = path.join(init.dir, 'homeserver.db');
     this.postgresDatabase = init.postgresDatabase;
     this.database = init.postgresDatabase === undefined ? 'sqlite' : 'postgres';
+    this.worker = init.worker;
+    this.metricsUrl = init.metricsUrl;
+    this.redisDb = init.redisDb;
     this.signingKeyPath = path.join(init.dir, 'signing.key');
     this.registrationSharedSecret = init.registrationSharedSecret;
     this.#config = init.config;
@@ -208,16 +241,68 @@ class Synapse implements SynapseInstance {
       if (child.exitCode !== null || child.signalCode !== null) {
         throw await this.#startFailure(`exited during start-up (${child.exitCode ?? child.signalCode})`);
       }
-      if (await this.#healthy()) return;
+      if (await this.#healthy()) {
+        if (this.worker) await this.#startWorker(this.worker);
+        return;
+      }
       await sleep(100);
     }
     await this.kill();
     throw await this.#startFailure(`did not answer /health within ${START_TIMEOUT_MS / 1000}s`);
   }
 
-  async #healthy(): Promise<boolean> {
+  async #startWorker(worker: SynapseWorker & { readonly configPath: string }): Promise<void> {
+    const out = openSync(worker.outputPath, 'a');
+    let child: ChildProcess;
     try {
-      const res = await fetch(`${this.clientUrl}/health`, { signal: AbortSignal.timeout(2000) });
+      child = spawn(this.#python, ['-m', 'synapse.app.generic_worker', '-c', this.configPath, '-c', worker.configPath], {
+        cwd: this.dir,
+        env: { ...process.env, PYTHONUNBUFFERED: '1' },
+        stdio: ['ignore', out, out],
+      });
+    } finally {
+      closeSync(out);
+    }
+    trackChild(child);
+    this.#workerChild = child;
+    child.once('exit', () => {
+      if (this.#workerChild === child) this.#workerChild = undefined;
+    });
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        await this.kill();
+        throw new Error(`Synapse ${this.name}: worker ${worker.name} exited during start-up (${child.exitCode ?? child.signalCode}).\n` +
+          `--- ${worker.outputPath} (tail) ---\n${await tail(worker.outputPath)}\n--- ${worker.logPath} (tail) ---\n${await tail(worker.logPath)}`);
+      }
+      if (await this.#healthy(worker.url)) return;
+      await sleep(100);
+    }
+    await this.kill();
+    throw new Error(`Synapse ${this.name}: worker ${worker.name} did not answer /health within ${START_TIMEOUT_MS / 1000}s\n${await tail(worker.logPath)}`);
+  }
+
+  /** Stops (or kills) the worker alone; the main process keeps running. */
+  async stopWorker(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
+    const child = this.#workerChild;
+    if (!child) return;
+    child.kill(signal);
+    if (!(await waitForExit(child, STOP_GRACE_MS))) {
+      child.kill('SIGKILL');
+      await waitForExit(child, STOP_GRACE_MS);
+    }
+    this.#workerChild = undefined;
+  }
+
+  async startWorker(): Promise<void> {
+    if (!this.worker) throw new Error(`${this.name} has no worker`);
+    if (this.#workerChild) throw new Error(`${this.name}'s worker is already running`);
+    await this.#startWorker(this.worker);
+  }
+
+  async #healthy(base = this.clientUrl): Promise<boolean> {
+    try {
+      const res = await fetch(`${base}/health`, { signal: AbortSignal.timeout(2000) });
       await res.body?.cancel();
       return res.ok;
     } catch {
@@ -234,6 +319,7 @@ class Synapse implements SynapseInstance {
   }
 
   async stop(): Promise<void> {
+    await this.stopWorker();
     const child = this.#child;
     if (!child) return;
     child.kill('SIGTERM');
@@ -245,6 +331,7 @@ class Synapse implements SynapseInstance {
   }
 
   async kill(): Promise<void> {
+    await this.stopWorker('SIGKILL');
     const child = this.#child;
     if (!child) return;
     child.kill('SIGKILL');
@@ -333,6 +420,10 @@ class Synapse implements SynapseInstance {
       await postgres.dropDatabase(this.postgresDatabase);
       untrackDatabase(this.postgresDatabase);
     }
+    if (this.redisDb !== undefined) {
+      await releaseRedisDb(this.redisDb);
+      untrackDatabase(`redis:${this.redisDb}`);
+    }
   }
 }
 
@@ -352,14 +443,19 @@ export async function prepareSynapse(opts: SynapseOptions): Promise<SynapseInsta
   const certPath = path.join(dir, 'tls.crt');
   const keyPath = path.join(dir, 'tls.key');
   const logConfigPath = path.join(dir, 'log.config');
+  const workers = opts.workers ?? process.env['STEWARD_RIG_WORKERS'] === '1';
+  if (workers && opts.database === 'sqlite') throw new Error(`${opts.name}: Synapse workers need PostgreSQL, not SQLite`);
   let postgresDatabase: string | undefined;
-  if ((opts.database ?? postgres.defaultRigDatabase()) === 'postgres') {
+  if (workers || (opts.database ?? postgres.defaultRigDatabase()) === 'postgres') {
     postgresDatabase = postgres.databaseName(opts.name);
     await postgres.createDatabase(postgresDatabase);
     trackDatabase(postgresDatabase, postgres.dropDatabaseSync);
   }
+  let workerSetup: Awaited<ReturnType<typeof prepareWorker>> | undefined;
+  if (workers) workerSetup = await prepareWorker(dir, opts.name);
   const instance = new Synapse({
     postgresDatabase,
+    ...(workerSetup ? { worker: workerSetup.worker, metricsUrl: workerSetup.metricsUrl, redisDb: workerSetup.redisDb } : {}),
     name: opts.name,
     dir,
     python,
@@ -391,7 +487,62 @@ export async function prepareSynapse(opts: SynapseOptions): Promise<SynapseInsta
       extraConfig: opts.extraConfig ?? {},
     }),
   );
+  if (workerSetup) {
+    // Added after the generated config so the main listener list keeps its own entries.
+    const config = instance.config;
+    await instance.updateConfig({ ...workerSetup.mainConfig, listeners: [...(config['listeners'] as unknown[]), ...workerSetup.mainListeners], ...opts.extraConfig });
+  }
   return instance;
+}
+
+const WORKER_NAME = 'worker1';
+
+/**
+ * The worker's config file and what the main process's config needs for it: a replication
+ * listener in the instance map, Redis (a database of its own), the worker named for appservice
+ * and federation sending, and metrics on both processes so tests can see who sent what.
+ */
+async function prepareWorker(dir: string, label: string) {
+  const [replicationPort, mainMetricsPort, workerPort] = [await freePort(), await freePort(), await freePort()];
+  const redisDb = await claimRedisDb(`${label}:${process.pid}:${dir}`);
+  trackDatabase(`redis:${redisDb}`, () => releaseRedisDbSync(redisDb));
+  const logPath = path.join(dir, `${WORKER_NAME}.log`);
+  const logConfigPath = path.join(dir, `${WORKER_NAME}.log.config`);
+  const configPath = path.join(dir, `${WORKER_NAME}.yaml`);
+  await writeFile(logConfigPath, JSON.stringify(logConfig(logPath), null, 2) + '\n');
+  await writeFile(configPath, JSON.stringify({
+    worker_app: 'synapse.app.generic_worker',
+    worker_name: WORKER_NAME,
+    worker_listeners: [{
+      type: 'http', port: workerPort, bind_addresses: ['127.0.0.1'], tls: false, x_forwarded: false,
+      resources: [{ names: ['client', 'federation', 'metrics'], compress: false }],
+    }],
+    worker_log_config: logConfigPath,
+  }, null, 2) + '\n');
+  const worker = {
+    name: WORKER_NAME,
+    configPath,
+    url: `http://127.0.0.1:${workerPort}`,
+    logPath,
+    outputPath: path.join(dir, `${WORKER_NAME}.out`),
+    metricsUrl: `http://127.0.0.1:${workerPort}/_synapse/metrics`,
+  };
+  return {
+    worker,
+    redisDb,
+    metricsUrl: `http://127.0.0.1:${mainMetricsPort}/_synapse/metrics`,
+    mainListeners: [
+      { type: 'http', port: replicationPort, bind_addresses: ['127.0.0.1'], tls: false, x_forwarded: false, resources: [{ names: ['replication'], compress: false }] },
+      { type: 'metrics', port: mainMetricsPort, bind_addresses: ['127.0.0.1'] },
+    ],
+    mainConfig: {
+      enable_metrics: true,
+      redis: { enabled: true, host: REDIS.host, port: REDIS.port, dbid: redisDb },
+      instance_map: { main: { host: '127.0.0.1', port: replicationPort } },
+      notify_appservices_from_worker: WORKER_NAME,
+      federation_sender_instances: [WORKER_NAME],
+    },
+  };
 }
 
 export async function startSynapse(opts: SynapseOptions): Promise<SynapseInstance> {

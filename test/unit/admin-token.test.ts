@@ -51,7 +51,8 @@ describe('admin token', () => {
     await http.request('GET', '/_synapse/admin/v2/users/%40a%3Ax');
     await http.request('GET', '/_matrix/client/v3/joined_rooms', { asUser: '@a:x' });
     await http.request('GET', '/_synapse/adminish');
-    assert.deepEqual(seen.map((s) => s.auth), ['Bearer admin-token', 'Bearer as-token', 'Bearer as-token']);
+    await http.request('GET', '/_matrix/client/v3/rooms/!r%3Ax/aliases', { asServerAdmin: true });
+    assert.deepEqual(seen.map((s) => s.auth), ['Bearer admin-token', 'Bearer as-token', 'Bearer as-token', 'Bearer admin-token']);
   });
 
   it('detects delegated auth from auth_metadata', async () => {

@@ -147,6 +147,7 @@ describe('archive views: markdown per day', () => {
     const day3 = room.append(room.react({ event_id: ids.root!, room_id: room.room.roomId, origin_server_ts: DAY1, event: { sender: A } }, B, '👀', DAY3 + 5 * MINUTE));
     const s = await views.roomAppended(room.room, day3, signal);
     assert.ok(s.ok);
+    await views.runFinished();
     assert.match(readFileSync(room.mdPath('2026-11-28'), 'utf8'), /^- 09:04:00 \*\*Alice\*\*: Thread root\n  - reactions: 👀 1 \(Bob\)$/m);
     assert.match(readFileSync(room.mdPath('2026-11-30'), 'utf8'), /^- 09:05:00 \*Bob reacted 👀 to a message of 2026-11-28\*$/m);
     assert.equal(statSync(room.mdPath('2026-11-29')).mtimeMs, mtimes[1]);
@@ -163,6 +164,18 @@ describe('archive views: markdown per day', () => {
     views = open(out);
   });
 
+  it('sets a damaged archive.sqlite aside and rebuilds it from the day files', async () => {
+    const bytes = readFileSync(room.mdPath('2026-11-28'), 'utf8');
+    views.close();
+    writeFileSync(join(out, 'archive.sqlite'), 'this is not a database, it is long enough to have a header of sorts……………………………………');
+    views = open(out);
+    const s = await views.syncAll(signal);
+    assert.equal(s.daysWritten, 0);
+    assert.ok(s.lines > 20);
+    assert.equal(readFileSync(room.mdPath('2026-11-28'), 'utf8'), bytes);
+    assert.match(readFileSync(join(out, 'archive.sqlite.damaged'), 'utf8'), /not a database/);
+  });
+
   it('leaves a bad line out with an item failure and indexes the rest; a torn last line waits', async () => {
     const file = join(room.room.dir, '2026', '11', '2026-11-30.jsonl');
     writeFileSync(file, 'not json\n', { flag: 'a' });
@@ -170,6 +183,7 @@ describe('archive views: markdown per day', () => {
     writeFileSync(file, '{"event_id":"$torn', { flag: 'a' });
     const s = await views.roomAppended(room.room, [ok1!], signal);
     assert.ok(s.ok);
+    await views.runFinished();
     assert.equal(s.value.itemFailures.length, 1);
     assert.match(s.value.itemFailures[0]!.item, /2026-11-30\.jsonl@\d+$/);
     assert.match(readFileSync(room.mdPath('2026-11-30'), 'utf8'), /after the bad line/);

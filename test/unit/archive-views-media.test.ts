@@ -82,10 +82,12 @@ describe('archive views: media', () => {
   it('downloads every referenced mxc once, content-addressed, and reports failures per item', async () => {
     const s1 = await views.roomAppended(r1.room, [], signal);
     assert.ok(s1.ok);
+    await views.runFinished();
     const failed = new Map(s1.value.itemFailures.map((f) => [f.item, f.failure.code]));
     assert.deepEqual(failed, new Map([['mxc://hs.test/big', 'E_MEDIA_TOO_LARGE'], ['mxc://hs.test/deleted', 'M_NOT_FOUND'], ['mxc://hs.test/late', 'M_UNKNOWN'], ['mxc://hs.test/lying', 'E_MEDIA_HASH']]));
     const s2 = await views.roomAppended(r2.room, [], signal);
     assert.ok(s2.ok);
+    await views.runFinished();
     assert.deepEqual(s2.value.itemFailures, []);
     // cat in both rooms, once; cat2 has the same bytes: one file.
     assert.equal(downloads.filter((d) => d === 'cat').length, 1);
@@ -111,9 +113,15 @@ describe('archive views: media', () => {
 
   it('retries what failed on the next run (not what the server does not have) and re-renders the day that shows it', async () => {
     lateAvailable = true;
+    // The job opens the views afresh for each run.
+    views.close();
+    const reopened = createArchiveViews({ out, media: true, http, log, mediaMaxBytes: 1024 * 1024 });
+    assert.ok(reopened.ok);
+    views = reopened.value;
     const before = downloads.length;
     const s = await views.roomAppended(r1.room, [], signal);
     assert.ok(s.ok);
+    await views.runFinished();
     assert.deepEqual(s.value.itemFailures.map((f) => f.item).sort(), ['mxc://hs.test/big', 'mxc://hs.test/lying']);
     assert.deepEqual(downloads.slice(before).sort(), ['big', 'late', 'lying']);
     const md = readFileSync(r1.mdPath('2026-11-28'), 'utf8');

@@ -51,6 +51,18 @@ describe('parseConfig: a minimal valid config', () => {
     assert.deepEqual(config.logging, { level: 'info' });
   });
 
+  it('reads the start-up wait, Synapse\'s config path (relative to baseDir), query-token and metrics switches', () => {
+    const hs = value(parseConfig(withSection('homeserver', { url: 'http://127.0.0.1:8008', server_name: 'example.org', startup_wait_seconds: 0, synapse_config: 'synapse/homeserver.yaml' }), '/etc/steward'));
+    assert.equal(hs.homeserver.startupWaitSeconds, 0);
+    assert.equal(hs.homeserver.synapseConfig, '/etc/steward/synapse/homeserver.yaml');
+    const as = value(parseConfig(withSection('appservice', { allow_query_token: true, metrics: false }), BASE));
+    assert.equal(as.appservice.allowQueryToken, true);
+    assert.equal(as.appservice.metrics, false);
+    const bad = parseConfig(withSection('homeserver', { url: 'http://127.0.0.1:8008', server_name: 'example.org', startup_wait_seconds: -1 }), BASE);
+    assert.ok(!bad.ok);
+    assert.match(bad.error.human, /homeserver\.startup_wait_seconds/);
+  });
+
   it('resolves relative storage paths against baseDir and keeps absolute ones', () => {
     const config = value(parseConfig(withSection('storage', { database: 'db/s.db', dumps: '/var/dumps' }), '/etc/steward'));
     assert.equal(config.storage.database, '/etc/steward/db/s.db');

@@ -8,6 +8,8 @@ import type { KeyFetchClient } from "../../src/federation/server-keys.ts";
 import { ok } from "../../src/util/result.ts";
 import type { Result } from "../../src/util/result.ts";
 import { unwrap, version } from "./federation-test-key.ts";
+import { SqlitePersistedServerKeys } from "../../src/federation/persisted-keys.ts";
+import { openDatabase, type Db } from "../../src/store/database.ts";
 
 const NOW = 1_800_000_000_000;
 const HOUR = 3600_000;
@@ -344,5 +346,74 @@ describe("server keys: as verifyEvent's KeyLookup", () => {
     // Room version 4 does not enforce key validity.
     unwrap(await verifyEvent(hashAndSignEvent(event, version("4"), "remote.test", oldKey), "4", keys.lookup));
     assert.equal(client.calls.length, 1);
+  });
+});
+
+describe("server keys: persisted across restarts", () => {
+  function persistedStore(db: Db, client: KeyFetchClient, clock = { now: NOW }, notary?: string): ServerKeyStore {
+    return new ServerKeyStore(client, { serverName: "own.test", signingKey: ownKey, notary }, { now: () => clock.now, persisted: new SqlitePersistedServerKeys(db) });
+  }
+
+  it("answers a key verified by an earlier process when the origin is down, after trying it", async () => {
+    const db = openDatabase(":memory:");
+    const up = fakeClient({ "GET remote.test/_matrix/key/v2/server": serve(keyResponse("remote.test", { old: [[oldKey, NOW - DAY]] })) });
+    unwrap(await persistedStore(db, up).lookup("remote.test", remoteKey.keyId, NOW));
+    const down = fakeClient({});
+    const later = persistedStore(db, down, { now: NOW + HOUR });
+    assert.deepEqual(unwrap(await later.lookup("remote.test", remoteKey.keyId, NOW + HOUR)), remoteKey.publicKey);
+    assert.deepEqual(unwrap(await later.lookup("remote.test", oldKey.keyId, NOW - 2 * DAY)), oldKey.publicKey);
+    assert.deepEqual(down.calls.map((c) => `${c.method} ${c.destination}${c.path}`), ["GET remote.test/_matrix/key/v2/server"], "the origin was tried first (once, then the failure is remembered)");
+    db.close();
+  });
+
+  it("honours valid_until_ts (capped at fetch + 7 days) and expired_ts exactly as the memory cache does", async () => {
+    const db = openDatabase(":memory:");
+    const up = fakeClient({ "GET remote.test/_matrix/key/v2/server": serve(keyResponse("remote.test", { validUntil: NOW + 365 * DAY, old: [[oldKey, NOW - DAY]] })) });
+    unwrap(await persistedStore(db, up).lookup("remote.test", remoteKey.keyId, NOW));
+    const later = persistedStore(db, fakeClient({}), { now: NOW + 30 * DAY });
+    unwrap(await later.lookup("remote.test", remoteKey.keyId, NOW + 6 * DAY));
+    const tooLate = await later.lookup("remote.test", remoteKey.keyId, NOW + MAX_KEY_VALIDITY_MS + 1);
+    assert.equal(code(tooLate), "E_NETWORK", "the origin's failure, not a stored key past its validity");
+    assert.equal(code(await later.lookup("remote.test", oldKey.keyId, NOW - HOUR)), "E_NETWORK");
+    unwrap(await later.lookup("remote.test", remoteKey.keyId, 0));
+    db.close();
+  });
+
+  it("is not used when the origin answers without the key: a server that dropped a key is believed", async () => {
+    const db = openDatabase(":memory:");
+    unwrap(await persistedStore(db, fakeClient({ "GET remote.test/_matrix/key/v2/server": serve(keyResponse("remote.test")) })).lookup("remote.test", remoteKey.keyId, NOW));
+    const rotated = fakeClient({ "GET remote.test/_matrix/key/v2/server": serve(keyResponse("remote.test", { keys: [otherKey] })) });
+    assert.equal(code(await persistedStore(db, rotated).lookup("remote.test", remoteKey.keyId, NOW)), "E_UNKNOWN_KEY");
+    db.close();
+  });
+
+  it("keeps the statement with the longest validity, as the memory cache does", async () => {
+    const db = openDatabase(":memory:");
+    const persisted = new SqlitePersistedServerKeys(db);
+    const key = { serverName: "remote.test", keyId: remoteKey.keyId, publicKey: remoteKey.publicKey, old: false };
+    persisted.save([{ ...key, validUntilTs: NOW + DAY }], NOW);
+    persisted.save([{ ...key, validUntilTs: NOW + HOUR }], NOW + 1);
+    assert.equal(persisted.load("remote.test", remoteKey.keyId)?.validUntilTs, NOW + DAY);
+    persisted.save([{ ...key, validUntilTs: NOW + 2 * DAY }], NOW + 2);
+    assert.equal(persisted.load("remote.test", remoteKey.keyId)?.validUntilTs, NOW + 2 * DAY);
+    assert.equal(persisted.load("remote.test", "ed25519:nope"), undefined);
+    // A corrupted row is ignored, never trusted.
+    db.prepare("UPDATE federation_server_keys SET public_key = 'not base64!' WHERE key_id = ?").run(remoteKey.keyId);
+    assert.equal(persisted.load("remote.test", remoteKey.keyId), undefined);
+    db.close();
+  });
+
+  it("also stores keys relayed by the notary, and falls back to them when both are down", async () => {
+    const db = openDatabase(":memory:");
+    const notary = "notary.test";
+    const viaNotary = fakeClient({
+      [`GET ${notary}/_matrix/key/v2/server`]: serve(keyResponse(notary, { keys: [notaryKey] })),
+      [`POST ${notary}/_matrix/key/v2/query`]: serve({ server_keys: [signJson(keyResponse("remote.test"), notary, notaryKey)] }),
+    });
+    unwrap(await persistedStore(db, viaNotary, { now: NOW }, notary).lookup("remote.test", remoteKey.keyId, NOW));
+    const allDown = fakeClient({});
+    unwrap(await persistedStore(db, allDown, { now: NOW }, notary).lookup("remote.test", remoteKey.keyId, NOW));
+    assert.ok(allDown.calls.some((c) => c.destination === notary), "the notary was asked before the store");
+    db.close();
   });
 });

@@ -17,6 +17,7 @@ import { LostRoomStore } from '../../src/recovery/lost-rooms.ts';
 import type { RecoveryConfig } from '../../src/recovery/recovery-config.ts';
 import { candidateServers, RejoinResults, rejoinJob, type RejoinDeps } from '../../src/recovery/rejoin.ts';
 import { fetchRemoteRoomState, type FederationRequester } from '../../src/recovery/remote-state.ts';
+import { verifyEvent } from '../../src/federation/index.ts';
 import { openDatabase } from '../../src/store/database.ts';
 import { fail, ok, type Result } from '../../src/util/result.ts';
 
@@ -194,7 +195,7 @@ describe('rejoin job', () => {
   const gone = `@gone:${OWN}`;
   const deact = `@deact:${OWN}`;
 
-  function setup(opts: { limitFirstJoin?: boolean } = {}) {
+  function setup(opts: { limitFirstJoin?: boolean; wrapFederation?: (inner: FederationRequester) => FederationRequester } = {}) {
     const db = openDatabase(':memory:');
     const jobs = new JobStore(db);
     const rooms = new LostRoomStore(db);
@@ -243,7 +244,7 @@ describe('rejoin job', () => {
     const config: RecoveryConfig = { logSources: [], logFormat: 'auto', announceIntervalSeconds: 60, pollIntervalMs: 1000, roomConcurrency: 2, joinConcurrency: 2, joinIntervalMs: 0, reports: dir };
     const deps: RejoinDeps = {
       db, rooms, serverName: OWN, config, http, joinClient, log,
-      federation: async () => ok({ client: fed, keys: lookup }),
+      federation: async () => ok({ client: opts.wrapFederation ? opts.wrapFederation(fed) : fed, keys: lookup, signingKey: keys[OWN] }),
       releaseFederation: () => undefined,
       notify: async (_job, m) => {
         notices.push(m);
@@ -317,5 +318,63 @@ describe('rejoin job', () => {
     assert.ok(!t.fed.asked.some((a) => a.includes(encodeURIComponent(r1))), 'the finished room was not asked again');
     assert.deepEqual(t.joins, []);
     assert.match(summary, /2 room\(s\): 1 rejoined, 0 already recovered, 0 partly, 1 failed/);
+  });
+
+  /** make_leave / send_leave of REMOTE: templates for the asked user (or for `templateFor`), signed leaves checked and kept. */
+  function leaveServer(templateFor?: (user: string) => string) {
+    const sent: { eventId: string; event: JsonObject }[] = [];
+    const wrap = (inner: FederationRequester): FederationRequester => ({
+      async request<T>(destination: string, method: string, p: string, o?: { body?: unknown }): Promise<Result<T, FederationFailure>> {
+        const make = /^\/_matrix\/federation\/v1\/make_leave\/([^/]+)\/([^/?]+)$/.exec(p);
+        if (make && method === 'GET') {
+          const user = decodeURIComponent(make[2]!);
+          const who = templateFor ? templateFor(user) : user;
+          return ok({ room_version: '10', event: { type: 'm.room.member', state_key: who, sender: who, room_id: decodeURIComponent(make[1]!), content: { membership: 'leave' }, depth: 9, prev_events: ['$prev'], auth_events: ['$auth'], origin: destination, origin_server_ts: 5 } } as T);
+        }
+        const send = /^\/_matrix\/federation\/v2\/send_leave\/([^/]+)\/([^/?]+)$/.exec(p);
+        if (send && method === 'PUT') {
+          sent.push({ eventId: decodeURIComponent(send[2]!), event: o?.body as JsonObject });
+          return ok({} as T);
+        }
+        return inner.request<T>(destination, method, p, o as never);
+      },
+    });
+    return { sent, wrap };
+  }
+
+  it('reports skipped users the remote still counts as joined, and --leave-skipped makes them leave over federation, signed as our server', async () => {
+    const plan = setup();
+    const dry = await plan.run({ rooms: [r1], all: false, via: [], dryRun: true });
+    assert.match(dry.summary, /Stale memberships: 2 skipped user\(s\) \(deactivated or gone\) are still joined as remote servers see it\. Run the same !rejoin with --leave-skipped/);
+    assert.match(dry.summary.split('\n').find((l) => l.includes(`${r1} — `))!, /stale: @deact:our\.example, @gone:our\.example still joined as remote\.example sees it \(--leave-skipped makes them leave\)/);
+
+    const remote = leaveServer();
+    const t = setup({ wrapFederation: remote.wrap });
+    const done = await t.run({ rooms: [r1], all: false, via: [], dryRun: false, leaveSkipped: true });
+    assert.deepEqual(remote.sent.map((s) => s.event.state_key).sort(), [deact, gone]);
+    for (const { eventId, event } of remote.sent) {
+      // What REMOTE will check: our server's signature, the content hash, the event id in the path.
+      const verified = await verifyEvent(event, '10', lookup, eventId);
+      assert.ok(verified.ok, !verified.ok ? verified.error.log : '');
+      assert.equal(event.origin, OWN);
+      assert.deepEqual(event.content, { membership: 'leave' });
+      assert.deepEqual(event.prev_events, ['$prev']);
+    }
+    const line = done.summary.split('\n').find((l) => l.includes(`${r1} — `))!;
+    assert.match(line, /✅ .* — rejoined · .* rejoined @alice:our\.example, @bob:our\.example · skipped .* · left over federation @deact:our\.example, @gone:our\.example/);
+    assert.match(done.summary, /Stale memberships: 2 skipped user\(s\) were still joined as remote servers see it; 2 made to leave over federation\./);
+    const doc = JSON.parse(await readFile(/Report: (\S+)/.exec(done.summary)![1]!, 'utf8'));
+    assert.deepEqual([...doc.rooms[0].left].sort(), [deact, gone]);
+    assert.equal(doc.totals.left, 2);
+  });
+
+  it('signs nothing when make_leave answers a template for someone else; the room is only partly done', async () => {
+    const remote = leaveServer(() => `@someone-else:${OWN}`);
+    const t = setup({ wrapFederation: remote.wrap });
+    const done = await t.run({ rooms: [r1], all: false, via: [], dryRun: false, leaveSkipped: true });
+    assert.deepEqual(remote.sent, []);
+    const line = done.summary.split('\n').find((l) => l.includes(`${r1} — `))!;
+    assert.match(line, /⚠️ .* — partly rejoined · .* could not leave @deact:our\.example \(remote\.example answered make_leave with a template that is not @deact:our\.example's leave/);
+    assert.deepEqual(done.failed, [r1]);
   });
 });

@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { describeSynapseDb, openSynapseDb, type SynapseDb } from '../../src/homeserver/synapse-db.ts';
+import { parseConfig } from '../../src/config/config.ts';
 
 async function collect(db: SynapseDb): Promise<Map<string, string | null>> {
   const out = new Map<string, string | null>();
@@ -53,6 +54,19 @@ describe('Synapse database: password hashes', () => {
     new Database(other).exec('CREATE TABLE t (x INTEGER)');
     const r = await openSynapseDb(other, { readonly: true });
     assert.ok(!r.ok && /does not look like Synapse's database \(no users table with password_hash\)/.test(r.error.human));
+  });
+
+  it('synapse.database: a relative SQLite path is relative to the config file, a DSN is kept, other keys are refused', () => {
+    const base = { homeserver: { url: 'http://127.0.0.1:8008', server_name: 'example.org' }, admin_room: { admins: ['@a:example.org'] } };
+    const parse = (synapse: unknown) => parseConfig({ ...base, synapse }, '/etc/steward');
+    const a = parse({ database: 'synapse/homeserver.db' });
+    assert.ok(a.ok && a.value.synapse.database === '/etc/steward/synapse/homeserver.db');
+    const b = parse({ database: 'postgresql://synapse:pw@db/synapse' });
+    assert.ok(b.ok && b.value.synapse.database === 'postgresql://synapse:pw@db/synapse');
+    const c = parseConfig(base, '/etc/steward');
+    assert.ok(c.ok && c.value.synapse.database === undefined);
+    const d = parse({ databse: 'x' });
+    assert.ok(!d.ok && /synapse\.databse: unknown key/.test(d.error.human));
   });
 
   it('never shows a DSN\'s password', () => {

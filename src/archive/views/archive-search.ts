@@ -132,7 +132,7 @@ export function searchArchive(out: string, q: SearchQuery): Result<SearchAnswer>
         snippet(events_fts, 0, '${SNIPPET_OPEN}', '${SNIPPET_CLOSE}', '…', 16) AS snippet
       ${base} ORDER BY e.ts DESC, e.event_id DESC LIMIT @limit`).all(params) as HitRow[];
     const member = db.prepare<[string, string, number, number, number], { displayname: string | null }>(
-      'SELECT displayname FROM members WHERE room_id = ? AND user_id = ? AND (depth < ? OR (depth = ? AND ts <= ?)) ORDER BY depth DESC, ts DESC, event_id DESC LIMIT 1',
+      'SELECT displayname FROM members WHERE room_id = ? AND user_id = ? AND depth <= ? AND NOT (depth = ? AND ts > ?) ORDER BY depth DESC, ts DESC, event_id DESC LIMIT 1',
     );
     const hits = rows.map((r): SearchHit => {
       const edit = r.relation === 'm.replace' && r.relates_to !== null;

@@ -1,6 +1,6 @@
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream, existsSync, renameSync, rmSync } from 'node:fs';
 import { open, readdir, readFile, stat } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { HomeserverHttp } from '../../homeserver/http.ts';
 import type { Logger } from '../../log.ts';
@@ -33,7 +33,7 @@ export interface SyncSummary {
   readonly itemFailures: readonly ItemFailure[];
 }
 
-const BATCH = 500;
+const BATCH = 5000;
 
 export function indexPath(out: string): string {
   return join(out, 'archive.sqlite');
@@ -52,6 +52,8 @@ export class ArchiveViewSet implements ArchiveViews {
   private readonly media: MediaStore | null;
   private readonly log: Logger;
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** Media that failed in this run: tried again on the next run, not again at its end. */
+  private readonly failedThisRun = new Set<string>();
 
   constructor(out: string, index: ArchiveIndex, media: MediaStore | null, log: Logger) {
     this.out = out;
@@ -83,17 +85,17 @@ export class ArchiveViewSet implements ArchiveViews {
     this.index.db.close();
   }
 
-  /** Every room folder of the archive (found by its room.json). */
+  /** Every room folder of the archive (found by its room.json), then every day whose markdown is out of date. */
   async syncAll(signal: AbortSignal): Promise<SyncSummary> {
     const total = { lines: 0, daysWritten: 0, mediaStored: 0, itemFailures: [] as ItemFailure[] };
     for (const room of await listRooms(this.out)) {
       if (signal.aborted) break;
       const s = await this.syncRoom(room, signal);
       total.lines += s.lines;
-      total.daysWritten += s.daysWritten;
       total.mediaStored += s.mediaStored;
       total.itemFailures.push(...s.itemFailures);
     }
+    if (!signal.aborted) total.daysWritten = await this.renderDirty();
     return total;
   }
 
@@ -109,26 +111,35 @@ export class ArchiveViewSet implements ArchiveViews {
     }
   }
 
+  /**
+   * Index and media of one room. The markdown waits for `renderDirty` (at the end of a run): the
+   * job hands over a room page by page, and a busy day would otherwise be rendered once per page.
+   */
   private async syncRoomNow(room: ArchivedRoom, signal: AbortSignal): Promise<SyncSummary> {
     this.index.upsertRoom(room.roomId, room.roomVersion, room.dir);
     const itemFailures: ItemFailure[] = [];
-    const touched = new Map<string, Set<string>>([[room.roomId, new Set()]]);
-    const lines = await this.ingestRoom(room, touched.get(room.roomId)!, itemFailures);
+    const lines = await this.ingestRoom(room, itemFailures);
     let mediaStored = 0;
-    if (this.media && !signal.aborted) mediaStored = await this.fetchMedia(room.roomId, touched, itemFailures, signal);
-    let daysWritten = 0;
-    for (const [roomId, days] of touched) {
-      const dir = roomId === room.roomId ? room.dir : this.index.db.prepare<[string], { dir: string }>('SELECT dir FROM rooms WHERE room_id = ?').get(roomId)?.dir;
-      if (!dir) continue;
-      for (const day of [...days].sort()) {
-        if (await this.writeDay(roomId, dir, day)) daysWritten++;
-      }
+    if (this.media && !signal.aborted) mediaStored = await this.fetchMedia(room.roomId, itemFailures, signal);
+    return { lines, daysWritten: 0, mediaStored, itemFailures };
+  }
+
+  /** Writes the markdown of every day marked out of date; a day is unmarked once written. */
+  async renderDirty(): Promise<number> {
+    const dirty = this.index.db.prepare<[], { room_id: string; day: string; dir: string }>(
+      'SELECT d.room_id, d.day, r.dir FROM dirty_days d JOIN rooms r ON r.room_id = d.room_id ORDER BY d.room_id, d.day',
+    ).all();
+    const done = this.index.db.prepare('DELETE FROM dirty_days WHERE room_id = ? AND day = ?');
+    let written = 0;
+    for (const d of dirty) {
+      if (await this.writeDay(d.room_id, d.dir, d.day)) written++;
+      done.run(d.room_id, d.day);
     }
-    return { lines, daysWritten, mediaStored, itemFailures };
+    return written;
   }
 
   /** Reads the room's day files past what is indexed; a file shorter than indexed means they were rewritten: re-read the room. */
-  private async ingestRoom(room: ArchivedRoom, touched: Set<string>, failures: ItemFailure[]): Promise<number> {
+  private async ingestRoom(room: ArchivedRoom, failures: ItemFailure[]): Promise<number> {
     const files = await listDayFiles(room.dir);
     const sizes = new Map<string, number>();
     for (const f of files) sizes.set(f, (await stat(f)).size);
@@ -138,36 +149,30 @@ export class ArchiveViewSet implements ArchiveViews {
       this.index.db.transaction(() => {
         this.index.dropRoom(room.roomId);
         for (const f of files) this.index.setFileOffset(relative(this.out, f), 0);
+        // Every day of the room is rendered again from what is read back.
+        this.index.markDirty(room.roomId, files.map((f) => basename(f, '.jsonl')));
       })();
     }
-    let count = 0;
+    // Lines of several files go into one transaction: each commit costs the disk a few syncs.
+    const batch = new Batch(this.index, room.roomId);
     for (const file of files) {
       const rel = relative(this.out, file);
       const from = this.index.fileOffset(rel);
       const size = sizes.get(file)!;
       if (size <= from) continue;
-      count += await this.ingestFile(file, rel, from, size, touched, failures);
+      await this.ingestFile(file, rel, from, size, batch, failures);
     }
-    return count;
+    batch.flush();
+    return batch.count;
   }
 
-  private async ingestFile(file: string, rel: string, from: number, size: number, touched: Set<string>, failures: ItemFailure[]): Promise<number> {
+  private async ingestFile(file: string, rel: string, from: number, size: number, batch: Batch, failures: ItemFailure[]): Promise<void> {
     // Only whole lines: bytes after the last newline are a line still being written.
     const end = await lastNewline(file, from, size);
-    if (end <= from) return 0;
+    if (end <= from) return;
     const input = createReadStream(file, { start: from, end: end - 1, encoding: 'utf8' });
     const reader = createInterface({ input, crlfDelay: Infinity });
     let offset = from;
-    let batch: ArchiveLine[] = [];
-    let count = 0;
-    const flush = (upTo: number): void => {
-      const items = batch;
-      batch = [];
-      this.index.db.transaction(() => {
-        for (const line of items) this.index.add(eventFacts(line), touched);
-        this.index.setFileOffset(rel, upTo);
-      })();
-    };
     for await (const text of reader) {
       const at = offset;
       offset += Buffer.byteLength(text, 'utf8') + 1;
@@ -177,15 +182,12 @@ export class ArchiveViewSet implements ArchiveViews {
         failures.push({ item: `${rel}@${at}`, failure: failure('E_ARCHIVE_BAD_LINE', `${rel}: the line at byte ${at} is not an archive event line; it is left out of the views`) });
         continue;
       }
-      batch.push(line);
-      count++;
-      if (batch.length >= BATCH) flush(offset);
+      batch.push(line, rel, offset);
     }
-    flush(end);
-    return count;
+    batch.reached(rel, end);
   }
 
-  private async fetchMedia(roomId: string, touched: Map<string, Set<string>>, failures: ItemFailure[], signal: AbortSignal): Promise<number> {
+  private async fetchMedia(roomId: string, failures: ItemFailure[], signal: AbortSignal): Promise<number> {
     const pending = this.index.db.prepare<[string], { mxc: string; encrypted: number }>(
       `SELECT em.mxc, MAX(em.encrypted) AS encrypted FROM event_media em LEFT JOIN media m ON m.mxc = em.mxc
         WHERE em.room_id = ? AND m.mxc IS NULL AND em.mxc NOT IN (SELECT mxc FROM media_missing) GROUP BY em.mxc ORDER BY em.mxc`,
@@ -193,31 +195,26 @@ export class ArchiveViewSet implements ArchiveViews {
     let stored = 0;
     for (const p of pending) {
       if (signal.aborted) break;
+      if (this.failedThisRun.has(p.mxc)) continue;
       const got = await this.media!.download(p.mxc, p.encrypted === 1, signal);
       if (!got.ok) {
         failures.push({ item: p.mxc, failure: got.error });
+        this.failedThisRun.add(p.mxc);
         // Gone for good (deleted, or never there): other failures are tried again on the next run.
         if (got.error.code === 'M_NOT_FOUND') this.index.db.prepare('INSERT OR IGNORE INTO media_missing (mxc, error) VALUES (?, ?)').run(p.mxc, got.error.human);
         continue;
       }
-      this.recordMedia(got.value);
       stored++;
-      // Every day, in any room, that shows this mxc now links the file.
-      for (const row of this.index.db.prepare<[string], { room_id: string; day: string }>('SELECT DISTINCT e.room_id, e.day FROM event_media em JOIN events e ON e.event_id = em.event_id WHERE em.mxc = ?').all(p.mxc)) {
-        const days = touched.get(row.room_id) ?? new Set<string>();
-        days.add(row.day);
-        touched.set(row.room_id, days);
-        this.addThreadRootDays(row.room_id, row.day, days);
-      }
+      // Every day, in any room, that shows this mxc now links the file (a thread reply is shown under its root).
+      const days = this.index.db.prepare<[string], { room_id: string; day: string; root_day: string | null }>(
+        'SELECT DISTINCT e.room_id, e.day, root.day AS root_day FROM event_media em JOIN events e ON e.event_id = em.event_id LEFT JOIN events root ON root.event_id = e.thread_root WHERE em.mxc = ?',
+      );
+      this.index.db.transaction(() => {
+        this.recordMedia(got.value);
+        for (const row of days.all(p.mxc)) this.index.markDirty(row.room_id, row.root_day ? [row.day, row.root_day] : [row.day]);
+      })();
     }
     return stored;
-  }
-
-  /** A thread reply with media on `day` is shown under its root, maybe on an earlier day. */
-  private addThreadRootDays(roomId: string, day: string, days: Set<string>): void {
-    for (const r of this.index.db.prepare<[string, string], { day: string }>(
-      'SELECT DISTINCT root.day FROM events e JOIN events root ON root.event_id = e.thread_root WHERE e.room_id = ? AND e.day = ?',
-    ).all(roomId, day)) days.add(r.day);
   }
 
   recordMedia(r: MediaRecord): void {
@@ -245,10 +242,19 @@ export function createArchiveViews(opts: ArchiveViewsOptions & ArchiveViewsDeps)
   if (opts.media && !opts.http) return fail('E_ARCHIVE_VIEWS', 'Archiving media needs the homeserver client.');
   const media = new MediaStore({ http: opts.http as HomeserverHttp, root: join(opts.out, 'media'), maxBytes: opts.mediaMaxBytes ?? DEFAULT_MEDIA_MAX_BYTES, log: opts.log });
   let index: ArchiveIndex;
+  const file = indexPath(opts.out);
   try {
-    index = new ArchiveIndex(openIndex(indexPath(opts.out)));
+    index = new ArchiveIndex(openIndex(file));
   } catch (err) {
-    return fail('E_ARCHIVE_INDEX', `Cannot open the archive index ${indexPath(opts.out)}: ${errorMessage(err)}`);
+    // Derived data: a damaged or foreign-schema index is set aside and built again from the files.
+    opts.log.warn({ err, file }, 'archive views: cannot open the index; setting it aside and rebuilding it');
+    try {
+      if (existsSync(file)) renameSync(file, `${file}.damaged`);
+      rmSync(`${file}-journal`, { force: true });
+      index = new ArchiveIndex(openIndex(file));
+    } catch (again) {
+      return fail('E_ARCHIVE_INDEX', `Cannot open the archive index ${file}: ${errorMessage(err)}; nor create a new one: ${errorMessage(again)}`);
+    }
   }
   const views = new ArchiveViewSet(opts.out, index, opts.media ? media : null, opts.log.child({ module: 'archive-views' }));
   // Media downloaded before the index was (re)built: media/index.jsonl remembers them.
@@ -278,6 +284,46 @@ export async function rebuildArchiveIndex(out: string, log: Logger, signal = new
     return fail('E_ARCHIVE_VIEWS', `Rebuilding the archive index failed: ${errorMessage(err)}`);
   } finally {
     views.value.close();
+  }
+}
+
+/** Lines waiting for one transaction, with how far each file is read once they are in. */
+class Batch {
+  count = 0;
+  private lines: ArchiveLine[] = [];
+  private readonly offsets = new Map<string, number>();
+  private readonly index: ArchiveIndex;
+  private readonly roomId: string;
+  private readonly touched = new Set<string>();
+
+  constructor(index: ArchiveIndex, roomId: string) {
+    this.index = index;
+    this.roomId = roomId;
+  }
+
+  push(line: ArchiveLine, rel: string, offset: number): void {
+    this.lines.push(line);
+    this.offsets.set(rel, offset);
+    this.count++;
+    if (this.lines.length >= BATCH) this.flush();
+  }
+
+  reached(rel: string, offset: number): void {
+    this.offsets.set(rel, offset);
+  }
+
+  flush(): void {
+    if (this.lines.length === 0 && this.offsets.size === 0) return;
+    const lines = this.lines;
+    const offsets = [...this.offsets];
+    this.lines = [];
+    this.offsets.clear();
+    this.index.db.transaction(() => {
+      for (const line of lines) this.index.add(eventFacts(line), this.touched);
+      for (const [rel, offset] of offsets) this.index.setFileOffset(rel, offset);
+      this.index.markDirty(this.roomId, this.touched);
+    })();
+    this.touched.clear();
   }
 }
 

@@ -43,16 +43,16 @@ export class DayRenderer {
     this.mediaRoot = mediaRoot;
     this.q = {
       day: db.prepare<[string, string], Row>(`SELECT * FROM events WHERE room_id = ? AND day = ? ${ORDER}`),
-      byId: db.prepare<[string, string], Row>('SELECT * FROM events WHERE room_id = ? AND event_id = ?'),
-      related: db.prepare<[string, string, string], Row>(`SELECT * FROM events WHERE room_id = ? AND relates_to = ? AND relation = ? ${ORDER}`),
-      redactions: db.prepare<[string, string], Row>(`SELECT * FROM events WHERE room_id = ? AND redacts = ? AND type = 'm.room.redaction' ${ORDER}`),
-      thread: db.prepare<[string, string], Row>(`SELECT * FROM events WHERE room_id = ? AND thread_root = ? ${ORDER}`),
+      byId: db.prepare<[string, string], Row>('SELECT * FROM events WHERE +room_id = ? AND event_id = ?'),
+      related: db.prepare<[string, string, string], Row>(`SELECT * FROM events WHERE +room_id = ? AND relates_to = ? AND relation = ? ${ORDER}`),
+      redactions: db.prepare<[string, string], Row>(`SELECT * FROM events WHERE +room_id = ? AND redacts = ? AND +type = 'm.room.redaction' ${ORDER}`),
+      thread: db.prepare<[string, string], Row>(`SELECT * FROM events WHERE +room_id = ? AND thread_root = ? ${ORDER}`),
       // Room order is (depth, ts), as docs/dump-format.md says: timestamps can be set by appservices or lie.
       member: db.prepare<[string, string, number, number, number], { displayname: string | null; membership: string | null }>(
-        'SELECT displayname, membership FROM members WHERE room_id = ? AND user_id = ? AND (depth < ? OR (depth = ? AND ts <= ?)) ORDER BY depth DESC, ts DESC, event_id DESC LIMIT 1',
+        'SELECT displayname, membership FROM members WHERE room_id = ? AND user_id = ? AND depth <= ? AND NOT (depth = ? AND ts > ?) ORDER BY depth DESC, ts DESC, event_id DESC LIMIT 1',
       ),
       memberBefore: db.prepare<[string, string, number, number, number, string], { displayname: string | null; membership: string | null }>(
-        'SELECT displayname, membership FROM members WHERE room_id = ? AND user_id = ? AND (depth < ? OR (depth = ? AND ts <= ?)) AND event_id != ? ORDER BY depth DESC, ts DESC, event_id DESC LIMIT 1',
+        'SELECT displayname, membership FROM members WHERE room_id = ? AND user_id = ? AND depth <= ? AND NOT (depth = ? AND ts > ?) AND event_id != ? ORDER BY depth DESC, ts DESC, event_id DESC LIMIT 1',
       ),
       roomName: db.prepare<[string, number], { content: string }>(
         "SELECT content FROM events WHERE room_id = ? AND type = 'm.room.name' AND state_key = '' AND ts < ? ORDER BY ts DESC, depth DESC, event_id DESC LIMIT 1",
