@@ -181,12 +181,14 @@ export async function recreateRoom(
       if (!banned.ok) notes.push(`${user} not banned again: ${banned.error.human}`);
     }
     save('members', room);
-  }
-  {
+    for (const [user, membership] of m) if (membership === 'join' && user !== deps.botUserId) canPost.add(user);
+    for (const user of joined) canPost.add(user);
+  } else {
+    // Resumed after the members step: who is in the room now.
     const members = await memberships(deps, room, acting, signal);
     if (!members.ok) return members;
     for (const [user, membership] of members.value) if (membership === 'join' && user !== deps.botUserId) canPost.add(user);
-    if (joined.length === 0) joined.push(...[...canPost].filter((u) => u !== acting && plan.joined.includes(u)));
+    joined.push(...[...canPost].filter((u) => u !== acting && plan.joined.includes(u)));
   }
 
   // 4. History from the archive.

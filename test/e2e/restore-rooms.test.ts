@@ -31,6 +31,7 @@ describe('restore rooms after a total loss', () => {
   let local: string;
   let secret: string;
   let big: string;
+  let twelve: string;
   const bigEvents: string[] = [];
   let dump: string;
   let archive: string;
@@ -81,6 +82,14 @@ describe('restore rooms after a total loss', () => {
     await alice.sendState(secret, 'm.room.encryption', '', { algorithm: 'm.megolm.v1.aes-sha2' });
     await alice.sendEvent(secret, 'm.room.encrypted', { algorithm: 'm.megolm.v1.aes-sha2', ciphertext: 'AAAA', sender_key: 'x', session_id: 'y', device_id: 'D' });
 
+    // TWELVE: room version 12, where the creator's power comes from being the creator.
+    twelve = await alice.createRoom({ room_version: '12', preset: 'private_chat', name: 'Twelve', invite: [bob.userId] });
+    await bob.join(twelve);
+    const levels12 = await alice.request('GET', `/_matrix/client/v3/rooms/${encodeURIComponent(twelve)}/state/m.room.power_levels/`);
+    assert.equal(levels12.users?.[alice.userId], undefined, 'v12: the creator is not in the users map');
+    await alice.sendState(twelve, 'm.room.power_levels', '', { ...levels12, users: { ...levels12.users, [bob.userId]: 50 } });
+    await bob.sendText(twelve, 'hello in twelve');
+
     // BIG: a long history, for an import killed half-way.
     big = await alice.createRoom({ preset: 'private_chat', name: 'Big' });
     for (let i = 0; i < 150; i += 10) {
@@ -99,7 +108,7 @@ describe('restore rooms after a total loss', () => {
     assert.equal(dumped.code, 0, dumped.stderr);
     dump = dumpDirOf(dumped.stdout);
     archive = path.join(s.steward.dir, 'archive');
-    await writeArchiveFixture(s.adminClient, hsA.serverName, [local, secret, big], archive);
+    await writeArchiveFixture(s.adminClient, hsA.serverName, [local, secret, big, twelve], archive);
 
     await s.steward.stop();
     adminA = new MatrixTestClient(hsA.clientUrl, ...(await (async () => {
@@ -222,7 +231,7 @@ describe('restore rooms after a total loss', () => {
   it('rejoins the shared room through B and recreates the local ones with their state, aliases, members and history', async () => {
     const r = await restore(dump, '--archive', archive);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /5 room\(s\) from .*: 1 rejoined, 2 recreated, 1 already restored, 0 partly, 1 skipped, 0 failed/);
+    assert.match(r.stdout, /6 room\(s\) from .*: 1 rejoined, 3 recreated, 1 already restored, 0 partly, 1 skipped, 0 failed/);
     const line = (roomId: string): string => r.stdout.split('\n').find((l) => l.startsWith(`${roomId} — `)) ?? '';
     assert.match(line(shared), new RegExp(`rejoined via ${escape(hsB.serverName)}: ${escape(users.alice.userId)}`));
     const reportPath = /Report: (\S+)/.exec(r.stdout)?.[1];
@@ -279,6 +288,15 @@ describe('restore rooms after a total loss', () => {
     assert.ok(!JSON.stringify(history).includes('something bob regrets'));
     assert.equal(byOld.get(sent.last).content.body, 'last message');
 
+    // TWELVE: version 12 again, alice its creator (so not in the users map), bob at 50.
+    const newTwelve = /recreated as (\S+)/.exec(line(twelve))?.[1] ?? '';
+    const twelveState = await alice.roomState(newTwelve);
+    const create12 = twelveState.find((e: any) => e.type === 'm.room.create');
+    assert.equal(create12.content.room_version, '12');
+    assert.equal(create12.sender, users.alice.userId);
+    assert.deepEqual(twelveState.find((e: any) => e.type === 'm.room.power_levels').content.users, { [users.bob.userId]: 50 });
+    assert.ok((await roomHistory(bob, newTwelve)).some((e) => e.sender === users.bob.userId && e.content?.body === 'hello in twelve'));
+
     // SECRET: encryption on again, the clear-text message imported, the encrypted one not.
     const secretState = await alice.roomState(newSecret);
     assert.equal(secretState.find((e: any) => e.type === 'm.room.encryption')?.content.algorithm, 'm.megolm.v1.aes-sha2');
@@ -305,7 +323,7 @@ describe('restore rooms after a total loss', () => {
     const [l, sh] = [await events(newLocal), await events(shared)];
     const r = await restore(dump, '--archive', archive);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /0 rejoined, 0 recreated, 4 already restored/);
+    assert.match(r.stdout, /0 rejoined, 0 recreated, 5 already restored/);
     assert.equal(await roomCount(), before);
     assert.deepEqual(await events(newLocal), l);
     assert.deepEqual(await events(shared), sh);
@@ -316,7 +334,7 @@ describe('restore rooms after a total loss', () => {
     await adminA.join(s.steward.adminRoomId);
     const { eventId } = await command(adminA, s.steward.adminRoomId, s.steward.botUserId, `!restore rooms ${dump} --dry-run`);
     const reply = await replyMatching(adminA, s.steward.adminRoomId, s.steward.botUserId, eventId, /finished|failed/, 60_000);
-    assert.match(reply.content.body, /Dry run, nothing was changed\. 5 room\(s\) in .*: 0 to restore, 4 already restored, 1 skipped/);
+    assert.match(reply.content.body, /Dry run, nothing was changed\. 6 room\(s\) in .*: 0 to restore, 5 already restored, 1 skipped/);
     assert.match(reply.content.body, new RegExp(`${escape(local)} — already restored as ${escape(newLocal)}`));
   });
 });
