@@ -65,7 +65,12 @@ describe('restore users: resume after SIGKILL', () => {
     await s.steward.start();
     await replyMatching(s.adminClient, room, bot, eventId, /was interrupted by a restart and resumes from its checkpoint/);
     const summary = await replyMatching(s.adminClient, room, bot, eventId, /finished|failed/, 120_000);
-    assert.match(summary.content.body, new RegExp(`${COUNT} restored, 0 unchanged, 0 failed`), summary.content.body);
+    // The kill can land after a user's last write and before its result is recorded: on resume that
+    // one user (concurrency 1) is found already restored, so it counts as unchanged, never twice.
+    const counts = /(\d+) restored, (\d+) unchanged, 0 failed/.exec(summary.content.body);
+    assert.ok(counts, summary.content.body);
+    assert.equal(Number(counts[1]) + Number(counts[2]), COUNT, summary.content.body);
+    assert.ok(Number(counts[2]) <= 1, summary.content.body);
     assert.match(summary.content.body, /Need a password reset \(240; the dump has no password hashes/);
 
     for (const userId of [ids[0]!, ids[120]!, ids[131]!, ids.at(-1)!]) {
