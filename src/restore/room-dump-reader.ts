@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { fileSha256 } from '../dump/dump-checksums.ts';
 import { fileNameFor } from '../dump/dump-files.ts';
 import { ROOM_DUMP_FORMAT } from '../dump/dump-rooms.ts';
-import { DUMP_MANIFEST_FORMAT } from '../dump/dump-users.ts';
 import { isJsonObject } from '../federation/json-object.ts';
 import { errorMessage, fail, ok, type Result } from '../util/result.ts';
+import { formatProblem, readDumpManifest } from './dump-manifest.ts';
 
 /** One state event of a room dump, client format (the admin API's current state). */
 export interface DumpStateEvent {
@@ -32,15 +32,6 @@ export interface RoomDumpIndex {
   /** Room files in name order, each already checked (parsed, its format known, its checksum matching). */
   readonly rooms: readonly { readonly file: string; readonly roomId: string }[];
   readonly checksummed: boolean;
-}
-
-function formatProblem(found: unknown, expected: string, what: string): string | null {
-  if (found === expected) return null;
-  const family = expected.slice(0, expected.lastIndexOf('/') + 1);
-  if (typeof found === 'string' && found.startsWith(family)) {
-    return `${what} has format ${found}, a version this Steward does not know (it reads ${expected}); restore with a Steward that knows it.`;
-  }
-  return `${what} is not a Steward ${expected} document (format: ${JSON.stringify(found ?? null).slice(0, 60)}).`;
 }
 
 /** Parses one room file strictly: anything missing or of the wrong kind is an error naming the file. */
@@ -82,26 +73,9 @@ export function parseRoomDocument(text: string, file: string): Result<RoomDocume
  * The first problem is the answer; a dump with any problem is not restored at all.
  */
 export async function validateRoomDump(dir: string, serverName: string): Promise<Result<RoomDumpIndex>> {
-  let manifestText: string;
-  try {
-    manifestText = await readFile(join(dir, 'manifest.json'), 'utf8');
-  } catch (err) {
-    return fail('E_DUMP_MISSING', `${dir} is not a dump folder: cannot read its manifest.json (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}). Give the folder that dump rooms wrote (…/rooms-<time>-job<n>).`);
-  }
-  let manifest: unknown;
-  try {
-    manifest = JSON.parse(manifestText);
-  } catch (err) {
-    return fail('E_DUMP_PARSE', `${dir}/manifest.json is not valid JSON (truncated or edited?): ${errorMessage(err)}`);
-  }
-  if (!isJsonObject(manifest)) return fail('E_DUMP_PARSE', `${dir}/manifest.json does not hold a JSON object.`);
-  const problem = formatProblem(manifest.format, DUMP_MANIFEST_FORMAT, 'The manifest');
-  if (problem) return fail('E_DUMP_FORMAT', problem);
-  if (manifest.kind !== 'rooms') return fail('E_DUMP_KIND', `${dir} is a dump of ${JSON.stringify(manifest.kind)}, not of rooms: restore rooms needs a folder written by dump rooms.`);
-  if (manifest.server_name !== serverName) {
-    return fail('E_DUMP_SERVER', `This dump is of the server ${JSON.stringify(manifest.server_name)}, not of ${serverName}: restore rooms only restores a server's own dump (its users and aliases belong to that server name).`);
-  }
-  if (manifest.state !== 'complete') return fail('E_DUMP_INCOMPLETE', `The dump in ${dir} did not finish (state ${JSON.stringify(manifest.state)}): resume it with the same dump command, or restore from a finished one.`);
+  const read = await readDumpManifest(dir, 'rooms', serverName, 'its users and aliases belong to that server name');
+  if (!read.ok) return read;
+  const manifest = read.value;
 
   const checksums = isJsonObject(manifest.checksums) && manifest.checksums.algorithm === 'sha256' && isJsonObject(manifest.checksums.files) ? manifest.checksums.files : null;
   const names = (await readdir(join(dir, 'rooms')).catch(() => [] as string[])).filter((n) => n.endsWith('.json') && !n.startsWith('.')).sort();

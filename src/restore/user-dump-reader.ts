@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileNameFor } from '../dump/dump-files.ts';
-import { DUMP_MANIFEST_FORMAT, PASSWORD_HASHES_FILE, PASSWORD_HASHES_FORMAT, USER_DUMP_FORMAT } from '../dump/dump-users.ts';
+import { PASSWORD_HASHES_FILE, PASSWORD_HASHES_FORMAT, USER_DUMP_FORMAT } from '../dump/dump-users.ts';
 import { isJsonObject, type JsonObject } from '../federation/json-object.ts';
 import { errorMessage, fail, ok, type Result } from '../util/result.ts';
+import { formatProblem, readDumpManifest } from './dump-manifest.ts';
 
 export const PUSH_RULE_KINDS = ['override', 'content', 'room', 'sender', 'underride'] as const;
 export type PushRuleKind = (typeof PUSH_RULE_KINDS)[number];
@@ -63,41 +64,15 @@ export interface UserDumpIndex {
   readonly passwordHashes: boolean;
 }
 
-function formatProblem(found: unknown, expected: string, what: string): string | null {
-  if (found === expected) return null;
-  const family = expected.slice(0, expected.lastIndexOf('/') + 1);
-  if (typeof found === 'string' && found.startsWith(family)) {
-    return `${what} has format ${found}, a version this Steward does not know (it reads ${expected}); restore with a Steward that knows it.`;
-  }
-  return `${what} is not a Steward ${expected} document (format: ${JSON.stringify(found ?? null).slice(0, 60)}).`;
-}
-
 /**
  * Checks what makes a user dump usable at all before a job exists: the manifest (JSON, format,
  * kind, finished, this server's name) and the list of user files. A dump that fails here is not
  * restored at all; a single bad user file fails only that user (see parseUserFile).
  */
 export async function openUserDump(dir: string, serverName: string): Promise<Result<UserDumpIndex>> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, 'manifest.json'), 'utf8');
-  } catch (err) {
-    return fail('E_DUMP_MISSING', `${dir} is not a dump folder: cannot read its manifest.json (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}). Give the folder that dump users wrote (…/users-<time>-job<n>).`);
-  }
-  let manifest: unknown;
-  try {
-    manifest = JSON.parse(text);
-  } catch (err) {
-    return fail('E_DUMP_PARSE', `${dir}/manifest.json is not valid JSON (truncated or edited?): ${errorMessage(err)}`);
-  }
-  if (!isJsonObject(manifest)) return fail('E_DUMP_PARSE', `${dir}/manifest.json does not hold a JSON object.`);
-  const problem = formatProblem(manifest.format, DUMP_MANIFEST_FORMAT, 'The manifest');
-  if (problem) return fail('E_DUMP_FORMAT', problem);
-  if (manifest.kind !== 'users') return fail('E_DUMP_KIND', `${dir} is a dump of ${JSON.stringify(manifest.kind)}, not of users: restore users needs a folder written by dump users.`);
-  if (manifest.server_name !== serverName) {
-    return fail('E_DUMP_SERVER', `This dump is of the server ${JSON.stringify(manifest.server_name)}, not of ${serverName}: restore users only restores a server's own dump (user ids carry the server name).`);
-  }
-  if (manifest.state !== 'complete') return fail('E_DUMP_INCOMPLETE', `The dump in ${dir} did not finish (state ${JSON.stringify(manifest.state)}): resume it with the same dump command, or restore from a finished one.`);
+  const read = await readDumpManifest(dir, 'users', serverName, 'user ids carry the server name');
+  if (!read.ok) return read;
+  const manifest = read.value;
   const sums = isJsonObject(manifest.checksums) && manifest.checksums.algorithm === 'sha256' && isJsonObject(manifest.checksums.files) ? manifest.checksums.files : null;
   if (manifest.checksums !== undefined && !sums) return fail('E_DUMP_INVALID', `${dir}/manifest.json has checksums this Steward cannot read (algorithm ${JSON.stringify((manifest.checksums as JsonObject | null)?.algorithm ?? null)}).`);
   const checksums: Record<string, string> = {};
