@@ -202,12 +202,17 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
     const room: ArchivedRoom = { roomId, roomVersion: versionId, dir };
     const appender = new DayFileAppender(dir, deps.store.files(row.id));
 
+    // One page is always being read ahead: the homeserver serves the next page while this one is
+    // written, so a big room costs the longer of the two rather than their sum.
+    let reading = deps.api.messages(roomId, from, deps.pageSize, opts);
     for (;;) {
-      const page = await deps.api.messages(roomId, from, deps.pageSize, opts);
+      const page = await reading;
       if (ctx.signal.aborted) return ok(undefined);
       if (!page.ok) return { ok: false, error: failure(page.error.code, `reading the room's messages failed: ${page.error.human}`, page.error.log) };
       const chunk = Array.isArray(page.value.chunk) ? page.value.chunk : [];
       const next = typeof page.value.end === 'string' && page.value.end.length > 0 ? page.value.end : null;
+      const more = next !== null && next !== from;
+      if (more) reading = deps.api.messages(roomId, next, deps.pageSize, opts);
 
       const lines = await newLines(roomId, row.id, version.value, chunk, totals, ctx);
       if (!lines.ok) return lines;
@@ -238,11 +243,12 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
         else for (const f of viewed.value.itemFailures) ctx.itemFailed(`${roomId} ${f.item}`, f.failure);
         ctx.checkpoint(totals);
       }
-      if (next === null || next === from || ctx.signal.aborted) break;
+      if (!more || ctx.signal.aborted) break;
       from = next;
     }
     if (ctx.signal.aborted) return ok(undefined);
     deps.store.finishPass(row.id, ctx.job.id);
+    await views.roomFinished(room);
     return ok(undefined);
   }
 

@@ -10,6 +10,8 @@ import type { ArchiveLine, ArchivedRoom } from './archive-line.ts';
 export interface ArchiveViews {
   /** New lines of one room, in the order they were appended. Per-item failures (a media download) are returned, not thrown. */
   roomAppended(room: ArchivedRoom, lines: readonly ArchiveLine[], signal: AbortSignal): Promise<Result<{ itemFailures: readonly { item: string; failure: Failure }[] }>>;
+  /** A room's pass is over: its views can be finished now rather than at the end of the run. */
+  roomFinished(room: ArchivedRoom): Promise<void>;
   /** Called once when a run has been through every room. */
   runFinished(): Promise<void>;
   close(): void;
@@ -26,6 +28,7 @@ export const NO_VIEWS: ArchiveViews = {
   async roomAppended() {
     return { ok: true, value: { itemFailures: [] } };
   },
+  async roomFinished() {},
   async runFinished() {},
   close() {},
 };

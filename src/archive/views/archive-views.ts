@@ -6,6 +6,7 @@ import type { HomeserverHttp } from '../../homeserver/http.ts';
 import type { Logger } from '../../log.ts';
 import { writeFileAtomic } from '../../util/atomic-write.ts';
 import { errorMessage, fail, failure, ok, type Failure, type Result } from '../../util/result.ts';
+import { dayOf } from '../archive-event.ts';
 import type { ArchiveLine, ArchivedRoom } from '../archive-line.ts';
 import type { ArchiveViews, ArchiveViewsOptions } from '../views-hook.ts';
 import { ArchiveIndex, openIndex } from './archive-index.ts';
@@ -63,14 +64,30 @@ export class ArchiveViewSet implements ArchiveViews {
     this.log = log;
   }
 
-  async roomAppended(room: ArchivedRoom, _lines: readonly ArchiveLine[], signal: AbortSignal): Promise<Result<{ itemFailures: readonly ItemFailure[] }>> {
+  async roomAppended(room: ArchivedRoom, lines: readonly ArchiveLine[], signal: AbortSignal): Promise<Result<{ itemFailures: readonly ItemFailure[] }>> {
     try {
       const summary = await this.syncRoom(room, signal);
+      // Days behind the pass's newest day rarely take more events in this pass: rendered now, while
+      // the next page is being read, instead of all at the end. A day touched again is simply
+      // marked out of date again.
+      let frontier: string | undefined;
+      for (const l of lines) {
+        const day = dayOf(l.origin_server_ts);
+        if (frontier === undefined || day > frontier) frontier = day;
+      }
+      if (frontier !== undefined && !signal.aborted) await this.renderDirty(room.roomId, frontier);
       return ok({ itemFailures: summary.itemFailures });
     } catch (err) {
       this.log.error({ err, roomId: room.roomId }, 'archive views failed');
       return fail('E_ARCHIVE_VIEWS', `The archive's views (markdown, index, media) of ${room.roomId} could not be updated: ${errorMessage(err)}`);
     }
+  }
+
+  async roomFinished(room: ArchivedRoom): Promise<void> {
+    await this.renderDirty(room.roomId).catch((err: unknown) => {
+      // Still marked out of date: written at the end of the run, or by the next one.
+      this.log.error({ err, roomId: room.roomId }, 'archive views: writing the markdown of a room failed');
+    });
   }
 
   async runFinished(): Promise<void> {
@@ -124,11 +141,11 @@ export class ArchiveViewSet implements ArchiveViews {
     return { lines, daysWritten: 0, mediaStored, itemFailures };
   }
 
-  /** Writes the markdown of every day marked out of date; a day is unmarked once written. */
-  async renderDirty(): Promise<number> {
-    const dirty = this.index.db.prepare<[], { room_id: string; day: string; dir: string }>(
-      'SELECT d.room_id, d.day, r.dir FROM dirty_days d JOIN rooms r ON r.room_id = d.room_id ORDER BY d.room_id, d.day',
-    ).all();
+  /** Writes the markdown of the days marked out of date (of one room, before one day); a day is unmarked once written. */
+  async renderDirty(roomId?: string, before?: string): Promise<number> {
+    const dirty = this.index.db.prepare<[{ room: string | null; before: string | null }], { room_id: string; day: string; dir: string }>(
+      'SELECT d.room_id, d.day, r.dir FROM dirty_days d JOIN rooms r ON r.room_id = d.room_id WHERE (@room IS NULL OR d.room_id = @room) AND (@before IS NULL OR d.day < @before) ORDER BY d.room_id, d.day',
+    ).all({ room: roomId ?? null, before: before ?? null });
     const done = this.index.db.prepare('DELETE FROM dirty_days WHERE room_id = ? AND day = ?');
     let written = 0;
     for (const d of dirty) {

@@ -24,6 +24,26 @@ interface Row {
 
 type Json = Record<string, unknown>;
 
+interface MemberRow {
+  readonly depth: number;
+  readonly ts: number;
+  readonly displayname: string | null;
+  readonly membership: string | null;
+}
+
+interface DayCache {
+  /** The day's own events: their relations and threads are in the maps below. */
+  readonly ids: ReadonlySet<string>;
+  /** `relation|target` → events, in room-file order. */
+  readonly related: ReadonlyMap<string, Row[]>;
+  /** Events whose first redaction (if any) is in `redactions`. */
+  readonly redactionScope: ReadonlySet<string>;
+  readonly redactions: ReadonlyMap<string, Row>;
+  readonly threads: ReadonlyMap<string, Row[]>;
+  /** Per user, their member events in room order, read on first use. */
+  readonly members: Map<string, MemberRow[]>;
+}
+
 const ORDER = 'ORDER BY ts, depth, event_id';
 const MEDIA_TYPES: Record<string, string> = { 'm.image': 'image', 'm.file': 'file', 'm.video': 'video', 'm.audio': 'audio' };
 
@@ -58,6 +78,75 @@ export class DayRenderer {
         "SELECT content FROM events WHERE room_id = ? AND type = 'm.room.name' AND state_key = '' AND ts < ? ORDER BY ts DESC, depth DESC, event_id DESC LIMIT 1",
       ),
       media: db.prepare<[string], { sha256: string; encrypted: number }>('SELECT sha256, encrypted FROM media WHERE mxc = ?'),
+      // A day's relations, redactions and thread replies in one query each, rather than one per event.
+      dayRelated: db.prepare<[string, string, string], Row>(
+        `SELECT * FROM events WHERE +room_id = ? AND relates_to IN (SELECT event_id FROM events WHERE room_id = ? AND day = ?) ${ORDER}`,
+      ),
+      dayRedactions: db.prepare<[string, string, string], Row>(
+        `SELECT * FROM events WHERE +room_id = ? AND +type = 'm.room.redaction' AND redacts IN (SELECT event_id FROM events WHERE room_id = ? AND day = ?) ${ORDER}`,
+      ),
+      dayThreads: db.prepare<[string, string, string], Row>(
+        `SELECT * FROM events WHERE +room_id = ? AND thread_root IN (SELECT event_id FROM events WHERE room_id = ? AND day = ?) ${ORDER}`,
+      ),
+      memberHistory: db.prepare<[string, string], MemberRow>(
+        'SELECT depth, ts, displayname, membership FROM members WHERE room_id = ? AND user_id = ? ORDER BY depth, ts, event_id',
+      ),
+    };
+  }
+
+  /** What the day being rendered needs, read up front; events outside it fall back to a query each. */
+  private cache: DayCache | null = null;
+
+  private related(row: Row, relation: string): Row[] {
+    const c = this.cache;
+    if (c && c.ids.has(row.event_id)) return c.related.get(`${relation}|${row.event_id}`) ?? [];
+    return this.q.related.all(row.room_id, row.event_id, relation);
+  }
+
+  private redactionOf(roomId: string, eventId: string): Row | undefined {
+    const c = this.cache;
+    if (c && c.redactionScope.has(eventId)) return c.redactions.get(eventId);
+    return this.q.redactions.get(roomId, eventId);
+  }
+
+  private threadOf(row: Row): Row[] {
+    const c = this.cache;
+    if (c && c.ids.has(row.event_id)) return c.threads.get(row.event_id) ?? [];
+    return this.q.thread.all(row.room_id, row.event_id);
+  }
+
+  private load(roomId: string, day: string, rows: readonly Row[]): DayCache {
+    const group = <K>(list: Row[], key: (r: Row) => K): Map<K, Row[]> => {
+      const m = new Map<K, Row[]>();
+      for (const r of list) {
+        const k = key(r);
+        const l = m.get(k);
+        if (l) l.push(r);
+        else m.set(k, [r]);
+      }
+      return m;
+    };
+    const related = this.q.dayRelated.all(roomId, roomId, day);
+    const redactionScope = new Set(rows.map((r) => r.event_id));
+    const redactions = new Map<string, Row>();
+    const addRedactions = (list: Row[]): void => {
+      for (const r of list) if (r.redacts !== null && !redactions.has(r.redacts)) redactions.set(r.redacts, r);
+    };
+    addRedactions(this.q.dayRedactions.all(roomId, roomId, day));
+    // Edits and reactions are checked for deletion too; they may sit on other days.
+    for (const r of related) {
+      if (redactionScope.has(r.event_id)) continue;
+      redactionScope.add(r.event_id);
+      const red = this.q.redactions.get(roomId, r.event_id);
+      if (red) redactions.set(r.event_id, red);
+    }
+    return {
+      ids: new Set(rows.map((r) => r.event_id)),
+      related: group(related, (r) => `${r.relation}|${r.relates_to}`),
+      redactionScope,
+      redactions,
+      threads: group(this.q.dayThreads.all(roomId, roomId, day), (r) => r.thread_root!),
+      members: new Map(),
     };
   }
 
@@ -65,6 +154,15 @@ export class DayRenderer {
   render(roomId: string, day: string, mdDir: string): string | null {
     const rows = this.q.day.all(roomId, day);
     if (rows.length === 0) return null;
+    this.cache = this.load(roomId, day, rows);
+    try {
+      return this.renderRows(roomId, day, mdDir, rows);
+    } finally {
+      this.cache = null;
+    }
+  }
+
+  private renderRows(roomId: string, day: string, mdDir: string, rows: readonly Row[]): string {
     const dayEnd = Date.parse(`${day}T00:00:00Z`) + 86_400_000;
     const nameRow = this.q.roomName.get(roomId, dayEnd);
     const roomName = nameRow ? str(parse(nameRow.content).name) : null;
@@ -124,7 +222,7 @@ export class DayRenderer {
     const lines: string[] = [];
     const state = this.stateLine(row, who);
     if (state !== null) return [`${indent}- ${stamp} *${state}*`];
-    const redaction = this.q.redactions.get(row.room_id, row.event_id);
+    const redaction = this.redactionOf(row.room_id, row.event_id);
     const deleted = redaction !== undefined || row.redacted === 1;
     const head = `${indent}- ${stamp} **${who}**`;
     const body: string[] = [];
@@ -155,7 +253,7 @@ export class DayRenderer {
     const reactions = this.reactions(row);
     if (reactions !== null) lines.push(`${indent}  - reactions: ${reactions}`);
     if (row.thread_root === null) {
-      for (const reply of this.q.thread.all(row.room_id, row.event_id)) {
+      for (const reply of this.threadOf(row)) {
         if (reply.relation !== 'm.thread') continue;
         const sub = this.item(reply, day, mdDir, `${indent}  `);
         sub[0] = sub[0]!.replace(`${indent}  - `, `${indent}  - (thread) `);
@@ -169,8 +267,8 @@ export class DayRenderer {
   private finalContent(row: Row): { content: Json; edited: boolean } {
     const original = parse(row.content);
     let latest: Json | null = null;
-    for (const edit of this.q.related.all(row.room_id, row.event_id, 'm.replace')) {
-      if (edit.sender !== row.sender || edit.redacted === 1 || this.q.redactions.get(edit.room_id, edit.event_id)) continue;
+    for (const edit of this.related(row, 'm.replace')) {
+      if (edit.sender !== row.sender || edit.redacted === 1 || this.redactionOf(edit.room_id, edit.event_id)) continue;
       const next = obj(parse(edit.content)['m.new_content']);
       if (next) latest = next;
     }
@@ -213,15 +311,15 @@ export class DayRenderer {
   private quote(roomId: string, targetId: string, mdDir: string): string {
     const target = this.q.byId.get(roomId, targetId);
     if (!target) return '*(a message that is not in the archive)*';
-    const deleted = target.redacted === 1 || this.q.redactions.get(roomId, targetId) !== undefined;
+    const deleted = target.redacted === 1 || this.redactionOf(roomId, targetId) !== undefined;
     const text = deleted ? '*(deleted)*' : firstLine(this.contentLines(target, this.finalContent(target).content, mdDir).join(' '));
     return `**${this.name(target)}**: ${text}`;
   }
 
   private reactions(row: Row): string | null {
     const byKey = new Map<string, string[]>();
-    for (const r of this.q.related.all(row.room_id, row.event_id, 'm.annotation')) {
-      if (r.redacted === 1 || this.q.redactions.get(r.room_id, r.event_id)) continue;
+    for (const r of this.related(row, 'm.annotation')) {
+      if (r.redacted === 1 || this.redactionOf(r.room_id, r.event_id)) continue;
       const key = str(obj(parse(r.content)['m.relates_to'])?.key);
       if (key === null) continue;
       const who = byKey.get(key) ?? [];
@@ -271,9 +369,30 @@ export class DayRenderer {
     return null;
   }
 
+  /** The member event in force at (depth, ts): the last one at or before it in room order. */
+  private memberAt(roomId: string, userId: string, depth: number, ts: number): Pick<MemberRow, 'displayname' | 'membership'> | undefined {
+    const c = this.cache;
+    if (!c) return this.q.member.get(roomId, userId, depth, depth, ts);
+    let history = c.members.get(userId);
+    if (!history) {
+      history = this.q.memberHistory.all(roomId, userId);
+      c.members.set(userId, history);
+    }
+    // History is in (depth, ts) order, so the rows at or before the event are a prefix.
+    let lo = 0;
+    let hi = history.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const h = history[mid]!;
+      if (h.depth < depth || (h.depth === depth && h.ts <= ts)) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo > 0 ? history[lo - 1] : undefined;
+  }
+
   /** The sender's display name as it was when the event was sent (a member event before it in room order counts). */
   private name(row: Row): string {
-    const m = this.q.member.get(row.room_id, row.sender, row.depth, row.depth, row.ts);
+    const m = this.memberAt(row.room_id, row.sender, row.depth, row.ts);
     const dn = m?.displayname?.trim();
     return inline(dn ? dn : row.sender);
   }
