@@ -15,7 +15,7 @@ import { sourceName } from '../recovery/recovery-config.ts';
 import type { LogSourceStore } from '../recovery/lost-rooms.ts';
 import type { CheckOutcome, CheckResult, DoctorCheck } from './check.ts';
 import type { TransactionSelfTest } from './self-test.ts';
-import { detectAuthDelegation, issueTokenSteps, readAdminToken } from '../production/delegated-auth.ts';
+import { detectAuthDelegation, issueTokenSteps, plainAdminTokenProblem, readAdminToken } from '../production/delegated-auth.ts';
 import type { Logger } from '../log.ts';
 
 export interface DoctorDeps {
@@ -100,13 +100,18 @@ export function adminApiCheck(d: DoctorDeps): DoctorCheck {
     async run(signal) {
       const tokenFile = d.config.homeserver.adminTokenFile;
       // The terminal's doctor runs before (instead of) the start-up steps that load the admin token.
-      if (tokenFile !== undefined && !d.http.hasAdminToken) {
-        const token = await readAdminToken(tokenFile, d.log);
-        if (!token.ok) return { status: 'fail', detail: token.error.human, fix: issueTokenSteps(d.registration.senderLocalpart, tokenFile).trim() };
-        d.http.setAdminToken(token.value);
-      }
       const delegation = await detectAuthDelegation(d.http);
       const mas = delegation.delegated === true;
+      if (tokenFile !== undefined && !d.http.hasAdminToken) {
+        const token = await readAdminToken(tokenFile, d.log);
+        if (!token.ok) {
+          const fix = delegation.delegated === false
+            ? `put a current access token of a Synapse admin, alone on one line, in ${tokenFile} (umask 077), or unset homeserver.admin_token_file and make ${d.botUserId} an admin`
+            : issueTokenSteps(d.registration.senderLocalpart, tokenFile).trim();
+          return { status: 'fail', detail: token.error.human, fix };
+        }
+        d.http.setAdminToken(token.value);
+      }
       const using = tokenFile !== undefined ? `the admin token of ${tokenFile}` : 'the appservice token';
       if (mas && tokenFile === undefined) {
         return { status: 'fail', detail: `Synapse delegates authentication to MAS${delegation.issuer ? ` (${delegation.issuer})` : ''}: the appservice token can never use the admin API`, fix: `give Steward an admin-scoped token: ${issueTokenSteps(d.registration.senderLocalpart, undefined).trim()}` };
@@ -114,8 +119,12 @@ export function adminApiCheck(d: DoctorDeps): DoctorCheck {
       const self = await d.admin.user(d.botUserId, { signal });
       if (!self.ok) {
         if (self.error.status === 401 || self.error.status === 403) {
+          if (tokenFile !== undefined && delegation.delegated === false) {
+            const problem = plainAdminTokenProblem(self.error, tokenFile);
+            return { status: 'fail', detail: problem.human, fix: problem.fix };
+          }
           if (tokenFile !== undefined) {
-            return { status: 'fail', detail: `${using} is refused by the admin API (${self.error.status} ${self.error.errcode ?? ''})${mas ? ': under MAS it needs the scope urn:synapse:admin:*' : ': its user is not a Synapse admin'}`.trim(), fix: issueTokenSteps(d.registration.senderLocalpart, tokenFile).trim() };
+            return { status: 'fail', detail: `${using} is refused by the admin API (${self.error.status} ${self.error.errcode ?? ''})${mas ? ': under MAS it needs the scope urn:synapse:admin:*' : ''}`.trim(), fix: issueTokenSteps(d.registration.senderLocalpart, tokenFile).trim() };
           }
           return {
             status: 'fail',
