@@ -55,7 +55,7 @@ export function homeserverCheck(d: DoctorDeps): DoctorCheck {
   return {
     title: 'Homeserver reachable',
     async run(signal) {
-      const answer = await d.http.request<{ versions?: string[] }>('GET', '/_matrix/client/versions', { maxRetries: 0, timeoutMs: 10_000, signal });
+      const answer = await d.http.request<{ versions?: string[] }>('GET', '/_matrix/client/versions', { maxRetries: 0, timeoutMs: 10_000, signal, anonymous: true });
       if (!answer.ok) {
         return { status: 'fail', detail: `${d.config.homeserver.url} does not answer: ${answer.error.human}`, fix: 'start Synapse, or set homeserver.url to its client-server listener (a local plain-HTTP one is best)' };
       }
@@ -288,14 +288,17 @@ export function freeSpaceCheck(d: DoctorDeps): DoctorCheck {
         return { status: 'fail', detail: `${dir} is not writable by Steward`, fix: 'make storage.dumps writable by the user Steward runs as' };
       }
       const fs = await statfs(dir);
-      const free = fs.bavail * fs.bsize;
-      const total = fs.blocks * fs.bsize;
-      const detail = `${bytes(free)} free of ${bytes(total)} at ${target}${dir !== target ? ` (created on first dump; measured at ${dir})` : ''}`;
-      if (free < FREE_SPACE_FAIL_BYTES) return { status: 'fail', detail, fix: 'free space or point storage.dumps (or --out) at a larger disk' };
-      if (free < FREE_SPACE_WARN_BYTES || free < total * 0.05) return { status: 'warn', detail, fix: 'a dump of a large server needs several GiB: free space or move storage.dumps' };
-      return { status: 'ok', detail };
+      return freeSpaceVerdict(fs.bavail * fs.bsize, fs.blocks * fs.bsize, target, dir);
     },
   };
+}
+
+/** The verdict on `free` of `total` bytes where dumps go (`dir`: the existing parent measured). */
+export function freeSpaceVerdict(free: number, total: number, target: string, dir: string): CheckOutcome {
+  const detail = `${bytes(free)} free of ${bytes(total)} at ${target}${dir !== target ? ` (created on first dump; measured at ${dir})` : ''}`;
+  if (free < FREE_SPACE_FAIL_BYTES) return { status: 'fail', detail, fix: 'free space or point storage.dumps (or --out) at a larger disk' };
+  if (free < FREE_SPACE_WARN_BYTES || free < total * 0.05) return { status: 'warn', detail, fix: 'a dump of a large server needs several GiB: free space or move storage.dumps' };
+  return { status: 'ok', detail };
 }
 
 /** One line per configured source: readable, and (as far as this front end can tell) producing lines. */

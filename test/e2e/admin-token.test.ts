@@ -110,6 +110,26 @@ describe('admin token without MAS', () => {
     assert.equal(r.stdout.includes(bob.accessToken), false, 'nor logged (the service logs to stdout)');
   });
 
+  it('`steward doctor` without the token, or with one Synapse rejects, is a ❌ on the admin API line with its fix', async () => {
+    const config = JSON.parse(await readFile(s.steward.configPath, 'utf8'));
+    const noToken = path.join(s.steward.dir, 'doctor-no-token.yaml');
+    await writeFile(noToken, JSON.stringify({ ...config, homeserver: { url: config.homeserver.url, server_name: config.homeserver.server_name } }));
+    const without = await runCli(['doctor', '-c', noToken, '-r', s.steward.registrationPath]);
+    assert.equal(without.code, 1, without.stdout);
+    assert.ok(without.stdout.includes(`❌ Admin API rights: ${bot} cannot use the Synapse admin API (403 M_FORBIDDEN)`), without.stdout);
+    assert.match(without.stdout, /fix: make it an admin: curl -X PUT/);
+    const bogus = `syt_${'y'.repeat(20)}_bogus`;
+    await writeFile(path.join(s.steward.dir, 'doctor-bogus-token'), `${bogus}\n`, { mode: 0o600 });
+    const bad = path.join(s.steward.dir, 'doctor-bogus.yaml');
+    await writeFile(bad, JSON.stringify({ ...config, homeserver: { ...config.homeserver, admin_token_file: 'doctor-bogus-token' } }));
+    const rejected = await runCli(['doctor', '-c', bad, '-r', s.steward.registrationPath]);
+    assert.equal(rejected.code, 1, rejected.stdout);
+    assert.match(rejected.stdout, /❌ Admin API rights: Synapse does not accept the token in \S+doctor-bogus-token/);
+    assert.match(rejected.stdout, /fix: put a current access token of a Synapse admin/);
+    assert.doesNotMatch(rejected.stdout, /mas-cli/, 'no MAS steps on a server without MAS');
+    assert.equal(rejected.stdout.includes(bogus), false);
+  });
+
   it('a missing, empty or non-file admin_token_file stops start-up with the file named', async () => {
     const missing = await runWith('missing', 'nowhere-token');
     assert.equal(missing.code, 1);
