@@ -105,13 +105,14 @@ describe('doctor', () => {
     assert.doesNotMatch(start.stderr, /is homeserver\.url the client-server API/);
   });
 
-  it('an unreachable notary, a missing log file, an unreadable synapse_config and a rate-limited registration each get their line and fix', async () => {
+  it('a config that disagrees with the registration, an unreachable notary, a missing log file, an unreadable synapse_config and a rate-limited registration each get their line and fix', async () => {
     const config = JSON.parse(await readFile(s.steward.configPath, 'utf8')) as Record<string, Record<string, unknown>>;
     const missingLog = path.join(s.steward.dir, 'no-such.log');
     const broken = path.join(s.steward.dir, 'broken.yaml');
     await writeFile(broken, JSON.stringify({
       ...config,
       homeserver: { ...config.homeserver, synapse_config: path.join(s.steward.dir, 'no-such-homeserver.yaml') },
+      appservice: { ...config.appservice, url: 'http://elsewhere.invalid:9993' },
       federation: { ...config.federation, notary: `localhost:${await freePort()}` },
       recovery: { ...config.recovery, log_sources: [{ file: missingLog }] },
     }));
@@ -127,8 +128,10 @@ describe('doctor', () => {
     assert.match(line(run.stdout, 'redaction_retention_period'), /^⚠️ .*no-such-homeserver\.yaml/);
     assert.match(line(run.stdout, 'Rate limits'), /^⚠️ the bot is rate limited \(the registration has no rate_limited: false and the bot has no override\)/);
     assert.match(run.stdout, /fix: set rate_limited: false in the registration/);
+    assert.match(line(run.stdout, 'Registration loaded by Synapse'), /^⚠️ loaded, but the file and the config disagree: url is http:\/\/127\.0\.0\.1:\d+, appservice\.url is http:\/\/elsewhere\.invalid:9993/);
+    assert.match(run.stdout, /fix: run generate-registration again with this config/);
     // The parts that were not broken still pass.
-    assert.match(line(run.stdout, 'Registration loaded by Synapse'), /^✅/);
+    assert.match(line(run.stdout, 'Admin API rights'), /^✅/);
     assert.match(line(run.stdout, 'Signing key'), /^✅/);
   });
 
