@@ -17,7 +17,7 @@ import { ClientApi } from './homeserver/client-api.ts';
 import { AccountApi } from './homeserver/account-api.ts';
 import { HomeserverHttp, path } from './homeserver/http.ts';
 import { SynapseAdmin } from './homeserver/synapse-admin.ts';
-import { adminTokenNeeded, adminTokenRefused, detectAuthDelegation, issueTokenSteps, readAdminToken } from './production/delegated-auth.ts';
+import { adminTokenNeeded, adminTokenRefused, detectAuthDelegation, issueTokenSteps, plainAdminTokenRefused, readAdminToken } from './production/delegated-auth.ts';
 import { waitForHomeserver } from './homeserver/wait-for-homeserver.ts';
 import { assembleRecovery, type RecoveryCore } from './recovery/wiring.ts';
 import { assembleArchive, type ArchiveCore } from './archive/wiring.ts';
@@ -153,9 +153,7 @@ export async function ensureBotUser(core: Core): Promise<Result<void>> {
   if (!self.ok) {
     if (self.error.status === 403 || self.error.status === 401) {
       if (tokenFile !== undefined && delegation.delegated !== false) return adminTokenRefused(self.error, tokenFile, core.registration.senderLocalpart);
-      if (tokenFile !== undefined) {
-        return fail('E_NOT_ADMIN', `The user of the token in ${tokenFile} is not a Synapse admin (${self.error.human}). Use an admin's token, or make that user an admin: UPDATE users SET admin = 1 WHERE name = '<user id>';`, self.error.log);
-      }
+      if (tokenFile !== undefined) return plainAdminTokenRefused(self.error, tokenFile);
       const url = `${core.config.homeserver.url}${path`/_synapse/admin/v2/users/${core.botUserId}`}`;
       return fail('E_NOT_ADMIN', [
         `${core.botUserId} is not a Synapse admin, so it cannot use the admin API. Make it one, then start Steward again:`,

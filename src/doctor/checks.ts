@@ -15,7 +15,7 @@ import { sourceName } from '../recovery/recovery-config.ts';
 import type { LogSourceStore } from '../recovery/lost-rooms.ts';
 import type { CheckOutcome, CheckResult, DoctorCheck } from './check.ts';
 import type { TransactionSelfTest } from './self-test.ts';
-import { detectAuthDelegation, issueTokenSteps, readAdminToken } from '../production/delegated-auth.ts';
+import { detectAuthDelegation, issueTokenSteps, plainAdminTokenProblem, readAdminToken } from '../production/delegated-auth.ts';
 import type { Logger } from '../log.ts';
 
 export interface DoctorDeps {
@@ -55,7 +55,7 @@ export function homeserverCheck(d: DoctorDeps): DoctorCheck {
   return {
     title: 'Homeserver reachable',
     async run(signal) {
-      const answer = await d.http.request<{ versions?: string[] }>('GET', '/_matrix/client/versions', { maxRetries: 0, timeoutMs: 10_000, signal });
+      const answer = await d.http.request<{ versions?: string[] }>('GET', '/_matrix/client/versions', { maxRetries: 0, timeoutMs: 10_000, signal, anonymous: true });
       if (!answer.ok) {
         return { status: 'fail', detail: `${d.config.homeserver.url} does not answer: ${answer.error.human}`, fix: 'start Synapse, or set homeserver.url to its client-server listener (a local plain-HTTP one is best)' };
       }
@@ -100,13 +100,18 @@ export function adminApiCheck(d: DoctorDeps): DoctorCheck {
     async run(signal) {
       const tokenFile = d.config.homeserver.adminTokenFile;
       // The terminal's doctor runs before (instead of) the start-up steps that load the admin token.
-      if (tokenFile !== undefined && !d.http.hasAdminToken) {
-        const token = await readAdminToken(tokenFile, d.log);
-        if (!token.ok) return { status: 'fail', detail: token.error.human, fix: issueTokenSteps(d.registration.senderLocalpart, tokenFile).trim() };
-        d.http.setAdminToken(token.value);
-      }
       const delegation = await detectAuthDelegation(d.http);
       const mas = delegation.delegated === true;
+      if (tokenFile !== undefined && !d.http.hasAdminToken) {
+        const token = await readAdminToken(tokenFile, d.log);
+        if (!token.ok) {
+          const fix = delegation.delegated === false
+            ? `put a current access token of a Synapse admin, alone on one line, in ${tokenFile} (umask 077), or unset homeserver.admin_token_file and make ${d.botUserId} an admin`
+            : issueTokenSteps(d.registration.senderLocalpart, tokenFile).trim();
+          return { status: 'fail', detail: token.error.human, fix };
+        }
+        d.http.setAdminToken(token.value);
+      }
       const using = tokenFile !== undefined ? `the admin token of ${tokenFile}` : 'the appservice token';
       if (mas && tokenFile === undefined) {
         return { status: 'fail', detail: `Synapse delegates authentication to MAS${delegation.issuer ? ` (${delegation.issuer})` : ''}: the appservice token can never use the admin API`, fix: `give Steward an admin-scoped token: ${issueTokenSteps(d.registration.senderLocalpart, undefined).trim()}` };
@@ -114,8 +119,12 @@ export function adminApiCheck(d: DoctorDeps): DoctorCheck {
       const self = await d.admin.user(d.botUserId, { signal });
       if (!self.ok) {
         if (self.error.status === 401 || self.error.status === 403) {
+          if (tokenFile !== undefined && delegation.delegated === false) {
+            const problem = plainAdminTokenProblem(self.error, tokenFile);
+            return { status: 'fail', detail: problem.human, fix: problem.fix };
+          }
           if (tokenFile !== undefined) {
-            return { status: 'fail', detail: `${using} is refused by the admin API (${self.error.status} ${self.error.errcode ?? ''})${mas ? ': under MAS it needs the scope urn:synapse:admin:*' : ': its user is not a Synapse admin'}`.trim(), fix: issueTokenSteps(d.registration.senderLocalpart, tokenFile).trim() };
+            return { status: 'fail', detail: `${using} is refused by the admin API (${self.error.status} ${self.error.errcode ?? ''})${mas ? ': under MAS it needs the scope urn:synapse:admin:*' : ''}`.trim(), fix: issueTokenSteps(d.registration.senderLocalpart, tokenFile).trim() };
           }
           return {
             status: 'fail',
@@ -279,14 +288,17 @@ export function freeSpaceCheck(d: DoctorDeps): DoctorCheck {
         return { status: 'fail', detail: `${dir} is not writable by Steward`, fix: 'make storage.dumps writable by the user Steward runs as' };
       }
       const fs = await statfs(dir);
-      const free = fs.bavail * fs.bsize;
-      const total = fs.blocks * fs.bsize;
-      const detail = `${bytes(free)} free of ${bytes(total)} at ${target}${dir !== target ? ` (created on first dump; measured at ${dir})` : ''}`;
-      if (free < FREE_SPACE_FAIL_BYTES) return { status: 'fail', detail, fix: 'free space or point storage.dumps (or --out) at a larger disk' };
-      if (free < FREE_SPACE_WARN_BYTES || free < total * 0.05) return { status: 'warn', detail, fix: 'a dump of a large server needs several GiB: free space or move storage.dumps' };
-      return { status: 'ok', detail };
+      return freeSpaceVerdict(fs.bavail * fs.bsize, fs.blocks * fs.bsize, target, dir);
     },
   };
+}
+
+/** The verdict on `free` of `total` bytes where dumps go (`dir`: the existing parent measured). */
+export function freeSpaceVerdict(free: number, total: number, target: string, dir: string): CheckOutcome {
+  const detail = `${bytes(free)} free of ${bytes(total)} at ${target}${dir !== target ? ` (created on first dump; measured at ${dir})` : ''}`;
+  if (free < FREE_SPACE_FAIL_BYTES) return { status: 'fail', detail, fix: 'free space or point storage.dumps (or --out) at a larger disk' };
+  if (free < FREE_SPACE_WARN_BYTES || free < total * 0.05) return { status: 'warn', detail, fix: 'a dump of a large server needs several GiB: free space or move storage.dumps' };
+  return { status: 'ok', detail };
 }
 
 /** One line per configured source: readable, and (as far as this front end can tell) producing lines. */

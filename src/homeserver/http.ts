@@ -33,6 +33,13 @@ export interface RequestOptions {
    * means a token with the admin scope, not the appservice token.
    */
   readonly asServerAdmin?: boolean;
+  /**
+   * Send no token at all: for `GET /_matrix/client/versions`, which Synapse answers 401 when a
+   * token it does not know is sent (it authenticates any token given, for per-user features), so
+   * a probe with the appservice token of an unloaded registration would look like a server that
+   * is not a Matrix homeserver.
+   */
+  readonly anonymous?: boolean;
 }
 
 /** A successful answer whose body is read chunk by chunk. */
@@ -169,7 +176,8 @@ export class HomeserverHttp {
     const onCancel = (): void => controller.abort();
     opts.signal?.addEventListener('abort', onCancel, { once: true });
     if (opts.signal?.aborted) controller.abort();
-    const headers: Record<string, string> = { authorization: `Bearer ${this.tokenFor(url, opts)}`, 'user-agent': this.opts.userAgent ?? 'Steward' };
+    const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'Steward' };
+    if (opts.anonymous !== true) headers['authorization'] = `Bearer ${this.tokenFor(url, opts)}`;
     let body: string | Uint8Array | undefined;
     if (opts.body !== undefined) {
       headers['content-type'] = 'application/json';

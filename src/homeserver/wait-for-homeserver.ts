@@ -29,6 +29,8 @@ export async function waitForHomeserver(http: HomeserverHttp, opts: WaitForHomes
   for (let attempt = 1; ; attempt++) {
     const answer = await http.request<{ versions?: unknown }>('GET', '/_matrix/client/versions', {
       maxRetries: 0,
+      // Reachability only: with a token, an unloaded registration's as_token would get a 401 here.
+      anonymous: true,
       timeoutMs: opts.attemptTimeoutMs ?? 10_000,
       signal: opts.signal,
     });

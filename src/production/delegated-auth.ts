@@ -60,7 +60,10 @@ export async function readAdminToken(file: string, log: Logger): Promise<Result<
     text = await readFile(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    return fail('E_ADMIN_TOKEN', `homeserver.admin_token_file: cannot read ${file}: ${code === 'ENOENT' ? 'it does not exist' : code ?? String(err)}`);
+    const why = code === 'ENOENT' ? 'it does not exist'
+      : code === 'EACCES' || code === 'EPERM' ? `permission denied (Steward runs as uid ${process.getuid?.() ?? '?'}; the file must be readable by that user only)`
+      : code ?? String(err);
+    return fail('E_ADMIN_TOKEN', `homeserver.admin_token_file: cannot read ${file}: ${why}`);
   }
   const token = text.trim();
   if (!token) return fail('E_ADMIN_TOKEN', `homeserver.admin_token_file: ${file} is empty; it must hold the admin token on one line`);
@@ -98,4 +101,21 @@ export function adminTokenRefused(error: HttpFailure, tokenFile: string, botLoca
     `The token in ${tokenFile} ${why}. Synapse answered: ${error.human}. Issue a new one with admin privileges:`,
     issueTokenSteps(botLocalpart, tokenFile),
   ].join('\n'), error.log);
+}
+
+/**
+ * The admin API refused the admin token on a server that checks tokens itself (no MAS): 401 means
+ * Synapse does not know the token at all, 403 that its user is not a server admin.
+ */
+export function plainAdminTokenProblem(error: HttpFailure, tokenFile: string): { human: string; fix: string } {
+  const fix = `put a current access token of a Synapse admin, alone on one line, in ${tokenFile} (umask 077), or make its user an admin: UPDATE users SET admin = 1 WHERE name = '<user id>';`;
+  if (error.status === 401) {
+    return { human: `Synapse does not accept the token in ${tokenFile} (${error.human}): it is unknown to this server, expired, or its device was logged out.`, fix };
+  }
+  return { human: `The token in ${tokenFile} belongs to a user who is not a Synapse admin (${error.human}).`, fix };
+}
+
+export function plainAdminTokenRefused(error: HttpFailure, tokenFile: string): Result<never> {
+  const problem = plainAdminTokenProblem(error, tokenFile);
+  return fail('E_ADMIN_TOKEN', `${problem.human} Then start Steward again: ${problem.fix}`, error.log);
 }

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { writeSigningKey } from '../rig/keys.ts';
 import { FakeMas } from '../rig/fake-mas.ts';
+import { freePort } from '../rig/ports.ts';
 import { attachSteward, runCli, startStewardWithSynapse, type StewardSetup } from '../rig/steward.ts';
 import { prepareSynapse } from '../rig/synapse.ts';
 import { command } from './room-helpers.ts';
@@ -83,6 +84,55 @@ describe('doctor', () => {
     assert.equal(run.code, 1, run.stdout);
     assert.match(run.stdout, /❌ Signing key: .*does not publish ed25519:\S+|❌ Signing key: .*another public key/);
     assert.match(run.stdout, /fix: set federation\.signing_key_path to the signing_key_path of this Synapse/);
+  });
+
+  it('a registration Synapse has not loaded is a ❌ that says so, exit code 1', async () => {
+    const other = path.join(s.steward.dir, 'not-loaded-registration.yaml');
+    const gen = await runCli(['generate-registration', '-c', s.steward.configPath, '-f', other]);
+    assert.equal(gen.code, 0, gen.stderr);
+    const run = await runCli(['doctor', '-c', s.steward.configPath, '-r', other]);
+    assert.equal(run.code, 1, run.stdout);
+    assert.match(line(run.stdout, 'Registration loaded by Synapse'), /^❌ Synapse does not know the as_token of the registration file Steward uses/);
+    assert.match(run.stdout, /fix: list that exact file under app_service_config_files/);
+    assert.match(line(run.stdout, 'Homeserver reachable'), /^✅/, 'reachability does not depend on the token');
+    // `run` with it blames the registration, not homeserver.url (Synapse 401s /versions for an unknown token).
+    const config = JSON.parse(await readFile(s.steward.configPath, 'utf8')) as Record<string, Record<string, unknown>>;
+    const own = path.join(s.steward.dir, 'not-loaded.yaml');
+    await writeFile(own, JSON.stringify({ ...config, appservice: { ...config.appservice, port: await freePort() }, storage: { ...config.storage, database: path.join(s.steward.dir, 'not-loaded.db') } }));
+    const start = await runCli(['run', '-c', own, '-r', other]);
+    assert.equal(start.code, 1, start.stderr);
+    assert.match(start.stderr, /Cannot register the bot user .*Is the registration file loaded by Synapse \(app_service_config_files\)/);
+    assert.doesNotMatch(start.stderr, /is homeserver\.url the client-server API/);
+  });
+
+  it('a config that disagrees with the registration, an unreachable notary, a missing log file, an unreadable synapse_config and a rate-limited registration each get their line and fix', async () => {
+    const config = JSON.parse(await readFile(s.steward.configPath, 'utf8')) as Record<string, Record<string, unknown>>;
+    const missingLog = path.join(s.steward.dir, 'no-such.log');
+    const broken = path.join(s.steward.dir, 'broken.yaml');
+    await writeFile(broken, JSON.stringify({
+      ...config,
+      homeserver: { ...config.homeserver, synapse_config: path.join(s.steward.dir, 'no-such-homeserver.yaml') },
+      appservice: { ...config.appservice, url: 'http://elsewhere.invalid:9993' },
+      federation: { ...config.federation, notary: `localhost:${await freePort()}` },
+      recovery: { ...config.recovery, log_sources: [{ file: missingLog }] },
+    }));
+    // The same tokens (Synapse knows them), but the file Steward reads says it is rate limited.
+    const limited = path.join(s.steward.dir, 'rate-limited-registration.yaml');
+    const registration = await readFile(s.steward.registrationPath, 'utf8');
+    assert.match(registration, /rate_limited: false/);
+    await writeFile(limited, registration.replace(/rate_limited: false/, 'rate_limited: true'), { mode: 0o600 });
+    const run = await runCli(['doctor', '-c', broken, '-r', limited]);
+    assert.equal(run.code, 1, run.stdout);
+    assert.match(line(run.stdout, 'Key notary'), /^❌ the notary localhost:\d+ does not answer \/_matrix\/key\/v2\/query/);
+    assert.match(line(run.stdout, `Log source file:${missingLog}`), /^❌ .*no-such\.log is not readable \(ENOENT\)/);
+    assert.match(line(run.stdout, 'redaction_retention_period'), /^⚠️ .*no-such-homeserver\.yaml/);
+    assert.match(line(run.stdout, 'Rate limits'), /^⚠️ the bot is rate limited \(the registration has no rate_limited: false and the bot has no override\)/);
+    assert.match(run.stdout, /fix: set rate_limited: false in the registration/);
+    assert.match(line(run.stdout, 'Registration loaded by Synapse'), /^⚠️ loaded, but the file and the config disagree: url is http:\/\/127\.0\.0\.1:\d+, appservice\.url is http:\/\/elsewhere\.invalid:9993/);
+    assert.match(run.stdout, /fix: run generate-registration again with this config/);
+    // The parts that were not broken still pass.
+    assert.match(line(run.stdout, 'Admin API rights'), /^✅/);
+    assert.match(line(run.stdout, 'Signing key'), /^✅/);
   });
 
   it('the terminal doctor with Synapse down says the homeserver is not reachable, exit code 1', async () => {

@@ -1,6 +1,7 @@
 // GET /metrics of a real running Steward, scraped after real commands went through a real Synapse.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { MatrixTestClient } from '../rig/client.ts';
 import { attachSteward, type StewardSetup } from '../rig/steward.ts';
 import { prepareSynapse } from '../rig/synapse.ts';
 import { STEWARD_VERSION } from '../../src/version.ts';
@@ -24,7 +25,11 @@ describe('metrics', () => {
     const hs = await prepareSynapse({ name: 'metrics-hs', federation: true });
     s = await attachSteward(hs, {
       federation: true,
-      config: { recovery: { log_sources: [{ file: hs.logPath, start_at: 'start' }], poll_interval_ms: 200 } },
+      config: {
+        recovery: { log_sources: [{ file: hs.logPath, start_at: 'start' }], poll_interval_ms: 200 },
+        // On, so the mirror counters are exported (linked_accounts.enabled: false exports none).
+        linked_accounts: { enabled: true, auto_join: false },
+      },
     });
   });
 
@@ -87,5 +92,41 @@ describe('metrics', () => {
     assert.equal(res.status, 403);
     const after = parse(await (await fetch(`http://127.0.0.1:${s.steward.port}/metrics`)).text()).get('steward_transactions_received_total{outcome="refused"}');
     assert.equal(after, before + 1);
+  });
+
+  const scrape = async (): Promise<Map<string, number>> => parse(await (await fetch(`http://127.0.0.1:${s.steward.port}/metrics`)).text());
+
+  it('exports the linked-accounts mirror counters, the same numbers !links status shows', async () => {
+    const [alice, carol, bob] = await Promise.all(['alice', 'carol', 'bob'].map((u) => s.hs.registerUser(u)));
+    const room = s.steward.adminRoomId;
+    const bot = s.steward.botUserId;
+    await command(s.adminClient, room, bot, `!link ${alice!.userId} ${carol!.userId}`);
+    // bob invites alice: Steward mirrors the invite to carol, as bob.
+    const bobClient = new MatrixTestClient(s.hs.clientUrl, bob!.userId, bob!.accessToken);
+    const roomId = await bobClient.createRoom({ name: 'Invites mirrored' });
+    await bobClient.invite(roomId, alice!.userId);
+    let samples = new Map<string, number>();
+    for (let i = 0; i < 200; i++) {
+      samples = await scrape();
+      if ((samples.get('steward_linked_mirror{counter="invites.sent"}') ?? 0) >= 1) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(samples.get('steward_linked_mirror{counter="invites.sent"}'), 1, [...samples.keys()].filter((k) => k.includes('linked')).join('\n'));
+    const status = await command(s.adminClient, room, bot, '!links status');
+    for (const [key, value] of samples) {
+      const counter = /^steward_linked_mirror\{counter="([^"]+)"\}$/.exec(key)?.[1];
+      if (counter) assert.ok(String(status.reply.content.body).includes(`${counter}: ${value}`), `${counter} ${value} in:\n${status.reply.content.body}`);
+    }
+  });
+
+  it('counts lost rooms by state', async () => {
+    const before = (await scrape()).get('steward_lost_rooms{state="lost"}');
+    assert.equal(before, 0);
+    await command(s.adminClient, s.steward.adminRoomId, s.steward.botUserId, '!lost add !gone:elsewhere.example elsewhere.example');
+    assert.equal((await scrape()).get('steward_lost_rooms{state="lost"}'), 1);
+    await command(s.adminClient, s.steward.adminRoomId, s.steward.botUserId, '!lost forget !gone:elsewhere.example');
+    const after = await scrape();
+    assert.equal(after.get('steward_lost_rooms{state="lost"}'), 0);
+    assert.equal(after.get('steward_lost_rooms{state="forgotten"}'), 1);
   });
 });

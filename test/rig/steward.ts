@@ -65,6 +65,12 @@ export interface StewardOptions {
    * Steward gets an admin-scoped token for the bot in `homeserver.admin_token_file`.
    */
   readonly mas?: FakeMas;
+  /**
+   * Without MAS: the bot is NOT made an admin; instead `homeserver.admin_token_file` holds the
+   * access token of the rig's admin user (a real server admin), as a deployment that does not want
+   * the bot itself to be an admin would configure it.
+   */
+  readonly adminTokenFile?: boolean;
 }
 
 /** Synapse (no federation) with Steward registered and running, an admin joined to the admin room. */
@@ -135,6 +141,11 @@ export async function attachSteward(hs: SynapseInstance, opts: StewardOptions = 
   if (opts.mas) {
     admin = await opts.mas.provisionUser(hs, 'admin');
     await writeFile(path.join(dir, 'admin-token'), `${opts.mas.mint(botLocalpart, { admin: true })}\n`, { mode: 0o600 });
+    config.homeserver = { ...config.homeserver, admin_token_file: 'admin-token' };
+    await writeFile(configPath, JSON.stringify(config, null, 2));
+  } else if (opts.adminTokenFile) {
+    admin = await hs.registerUser('admin', { admin: true, password: 'admin-password' });
+    await writeFile(path.join(dir, 'admin-token'), `${admin.accessToken}\n`, { mode: 0o600 });
     config.homeserver = { ...config.homeserver, admin_token_file: 'admin-token' };
     await writeFile(configPath, JSON.stringify(config, null, 2));
   } else {

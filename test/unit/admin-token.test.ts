@@ -55,6 +55,14 @@ describe('admin token', () => {
     assert.deepEqual(seen.map((s) => s.auth), ['Bearer admin-token', 'Bearer as-token', 'Bearer as-token', 'Bearer admin-token']);
   });
 
+  it('sends no token at all on an anonymous request (the reachability probe)', async () => {
+    const http = new HomeserverHttp({ baseUrl: base, token: 'as-token', timeoutMs: 2000, maxRetries: 0, log: createLogger({ level: 'silent' }) });
+    seen.length = 0;
+    await http.request('GET', '/_matrix/client/versions', { anonymous: true });
+    await http.request('GET', '/_matrix/client/versions');
+    assert.deepEqual(seen.map((s) => s.auth), [undefined, 'Bearer as-token']);
+  });
+
   it('detects delegated auth from auth_metadata', async () => {
     const http = new HomeserverHttp({ baseUrl: base, token: 'as-token', timeoutMs: 2000, maxRetries: 3, log: createLogger({ level: 'silent' }) });
     metadata = { status: 404, body: { errcode: 'M_UNRECOGNIZED' } };

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { renderReport, runChecks, worst, type CheckResult } from '../../src/doctor/check.ts';
+import { freeSpaceVerdict } from '../../src/doctor/checks.ts';
 import { parseSynapseDuration, readRedactionRetention, SYNAPSE_DEFAULT_REDACTION_RETENTION_MS } from '../../src/homeserver/synapse-config-file.ts';
 
 describe('parseSynapseDuration (Synapse\'s Config.parse_duration)', () => {
@@ -96,5 +97,18 @@ describe('runChecks', () => {
     assert.equal(worst(results), 'fail');
     assert.equal(worst(results.slice(0, 2)), 'warn');
     assert.equal(worst(results.slice(0, 1)), 'ok');
+  });
+});
+
+describe('freeSpaceVerdict', () => {
+  const GiB = 1024 ** 3;
+  it('❌ below half a GiB, ⚠️ below 5 GiB or 5 % of the disk, ✅ otherwise, naming the place measured', () => {
+    assert.equal(freeSpaceVerdict(GiB / 4, 100 * GiB, '/d', '/d').status, 'fail');
+    assert.equal(freeSpaceVerdict(2 * GiB, 100 * GiB, '/d', '/d').status, 'warn');
+    assert.equal(freeSpaceVerdict(40 * GiB, 1000 * GiB, '/d', '/d').status, 'warn', '4 % of the disk');
+    const fine = freeSpaceVerdict(60 * GiB, 100 * GiB, '/srv/dumps', '/srv');
+    assert.equal(fine.status, 'ok');
+    assert.equal(fine.detail, '60.0 GiB free of 100.0 GiB at /srv/dumps (created on first dump; measured at /srv)');
+    assert.match(freeSpaceVerdict(GiB / 4, 100 * GiB, '/d', '/d').fix ?? '', /larger disk/);
   });
 });
