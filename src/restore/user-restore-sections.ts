@@ -287,7 +287,8 @@ export async function restoreUser(deps: UserRestoreDeps, input: UserRestoreInput
     });
   }
 
-  // 7. Pushers, each on its own device when that device is back.
+  // 7. Pushers, each on its own device when that device is back, with its enabled flag where the
+  // server takes one (MSC3881: Synapse ignores the flag unless the feature is on for the user).
   if (doc.pushers) {
     const pushers = doc.pushers;
     await run('pushers', async () => {
@@ -295,19 +296,38 @@ export async function restoreUser(deps: UserRestoreDeps, input: UserRestoreInput
       const key = (p: JsonObject): string => `${String(p.app_id)}\u0000${String(p.pushkey)}`;
       const byKey = new Map(now.map((p) => [key(p), p]));
       const fields = ['kind', 'app_display_name', 'device_display_name', 'lang', 'data', 'profile_tag'];
+      // Whether this server takes the flag for this user: asked once, only when a flag differs.
+      let flagTaken: boolean | null | undefined;
+      const takesFlag = async (): Promise<boolean | null> => {
+        if (flagTaken === undefined) flagTaken = await pusherFlagTaken(deps, uid, signal);
+        return flagTaken;
+      };
       let written = 0;
+      const sentDisabled: JsonObject[] = [];
       for (const p of pushers) {
-        if (p.enabled === false) notes.push(`pusher ${String(p.app_id)} was disabled; Synapse restores pushers enabled`);
         const t = byKey.get(key(p));
-        if (t && fields.every((f) => same(t[f] ?? null, p[f] ?? null))) continue;
+        const wantEnabled = pusherEnabled(p.enabled);
+        const fieldsSame = t !== undefined && fields.every((f) => same(t[f] ?? null, p[f] ?? null));
+        if (fieldsSame && pusherEnabled(t.enabled) === wantEnabled) continue;
+        if (fieldsSame && (await takesFlag()) === false) {
+          // Only the flag differs and this server cannot change it: writing again would change nothing.
+          notes.push(pusherFlagNote(p));
+          continue;
+        }
         written += 1;
+        if (!wantEnabled) sentDisabled.push(p);
         if (!apply) continue;
-        const body: JsonObject = { app_id: p.app_id, pushkey: p.pushkey, append: true };
+        const body: JsonObject = { app_id: p.app_id, pushkey: p.pushkey, append: true, [MSC3881_ENABLED]: wantEnabled };
         for (const f of fields) body[f] = p[f] ?? (f === 'profile_tag' ? '' : null);
         const device = typeof p.device_id === 'string' && deviceIds.has(p.device_id) ? p.device_id : undefined;
         need('pushers', await deps.account.setPusher(uid, body, device, opts));
       }
       if (written) changes.push(`${written} pusher(s)`);
+      if (sentDisabled.length > 0 && apply) {
+        // Synapse answers 200 whether or not it took the flag: read back which stayed enabled.
+        const after = new Map(need('pushers', await deps.admin.pushers(uid, opts)).pushers.map((p) => [key(p), p]));
+        for (const p of sentDisabled) if (pusherEnabled(after.get(key(p))?.enabled)) notes.push(pusherFlagNote(p));
+      }
     });
   } else if (doc.missingSections.pushers) notes.push(`pushers: ${doc.missingSections.pushers}`);
 
@@ -408,4 +428,28 @@ async function mediaSha256(deps: UserRestoreDeps, mxc: string, signal: AbortSign
   if (!m) return null;
   const info = await deps.account.mediaInfo(m[1]!, m[2]!, { signal });
   return info.ok && typeof info.value.media_info?.sha256 === 'string' ? info.value.media_info.sha256 : null;
+}
+
+/** MSC3881's unstable name of a pusher's enabled flag in the client API (POST /pushers/set, GET /pushers). */
+export const MSC3881_ENABLED = 'org.matrix.msc3881.enabled';
+
+/** A pusher is enabled unless it says otherwise (Synapse's admin API on SQLite may give 0/1). */
+function pusherEnabled(v: unknown): boolean {
+  return !(v === false || v === 0);
+}
+
+function pusherFlagNote(p: JsonObject): string {
+  return `pusher ${String(p.app_id)} (${String(p.app_display_name ?? p.pushkey)}) was disabled, but this server keeps it enabled: ` +
+    'Synapse takes the flag only with MSC3881 on (experimental_features: msc3881_enabled, or per user through the admin API); ' +
+    'the user can disable it again in their client';
+}
+
+/**
+ * Whether the server takes pushers' enabled flag for this user: the client API shows MSC3881's
+ * field on each pusher exactly when it does. null when the user has no pusher to show it on yet.
+ */
+async function pusherFlagTaken(deps: UserRestoreDeps, userId: string, signal: AbortSignal): Promise<boolean | null> {
+  const got = need('pushers', await deps.account.clientPushers(userId, { signal }));
+  const list = Array.isArray(got.pushers) ? got.pushers.filter(isJsonObject) : [];
+  return list.length === 0 ? null : list.some((p) => Object.hasOwn(p, MSC3881_ENABLED));
 }
