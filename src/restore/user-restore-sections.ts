@@ -40,6 +40,8 @@ export interface UserOutcome {
   readonly errors: { section: string; message: string }[];
   /** The user's password was not restored (no hash in the dump, or no --synapse-db). */
   readonly needsPasswordReset: boolean;
+  /** The dump's read markers (m.fully_read), which only restore rooms can set: recorded for it by the caller. */
+  readonly readMarkers: { readonly roomId: string; readonly eventId: string }[];
 }
 
 /** JSON with sorted keys: two values are the same when this is. */
@@ -80,7 +82,8 @@ export async function restoreUser(deps: UserRestoreDeps, input: UserRestoreInput
   const notes: string[] = [];
   const errors: { section: string; message: string }[] = [];
   let needsPasswordReset = false;
-  const done = (): UserOutcome => ({ outcome: errors.length > 0 ? 'failed' : changes.length > 0 ? 'restored' : 'unchanged', changes, notes, errors, needsPasswordReset });
+  const readMarkers: { roomId: string; eventId: string }[] = [];
+  const done = (): UserOutcome => ({ outcome: errors.length > 0 ? 'failed' : changes.length > 0 ? 'restored' : 'unchanged', changes, notes, errors, needsPasswordReset, readMarkers });
 
   const run = async (section: string, fn: () => Promise<void>): Promise<boolean> => {
     if (signal.aborted) return false;
@@ -183,7 +186,6 @@ export async function restoreUser(deps: UserRestoreDeps, input: UserRestoreInput
       const now = exists ? need('account_data', await deps.admin.accountData(uid, opts)).account_data : { global: {}, rooms: {} };
       let global = 0;
       let rooms = 0;
-      let readMarkers = 0;
       for (const [type, content] of Object.entries(data.global)) {
         if (type === 'm.push_rules') continue; // restored from push_rules below
         if (same(now.global?.[type], content)) continue;
@@ -192,9 +194,10 @@ export async function restoreUser(deps: UserRestoreDeps, input: UserRestoreInput
       }
       for (const [room, types] of Object.entries(data.rooms)) {
         for (const [type, content] of Object.entries(types)) {
-          // Read markers are not account data to the API (it refuses them); they go with the room's receipts.
+          // The account-data API refuses read markers; POST /read_markers takes them, once the
+          // user is in the room again and the event is known there: restore rooms' work.
           if (type === 'm.fully_read') {
-            readMarkers += 1;
+            if (isJsonObject(content) && typeof content.event_id === 'string') readMarkers.push({ roomId: room, eventId: content.event_id });
             continue;
           }
           if (same(now.rooms?.[room]?.[type], content)) continue;
@@ -204,7 +207,7 @@ export async function restoreUser(deps: UserRestoreDeps, input: UserRestoreInput
       }
       if (global) changes.push(`${global} global account data`);
       if (rooms) changes.push(`${rooms} room account data`);
-      if (readMarkers) notes.push(`read markers (m.fully_read) in ${readMarkers} room(s): the account-data API cannot set them`);
+      if (readMarkers.length) notes.push(`read markers (m.fully_read) in ${readMarkers.length} room(s): ${apply ? 'set by restore rooms' : 'would be set by restore rooms'} once the rooms are back (the account-data API refuses them)`);
     });
   } else if (doc.missingSections.account_data) notes.push(`account data: ${doc.missingSections.account_data}`);
 
