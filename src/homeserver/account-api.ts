@@ -59,6 +59,15 @@ export class AccountApi {
     return this.http.request('POST', '/_matrix/client/v3/pushers/set', { ...opts, asUser, body: pusher, idempotent: true, query: { ...opts.query, device_id: deviceId } });
   }
 
+  /**
+   * The user's pushers as the client API shows them: with MSC3881 on for the user (Synapse's
+   * `experimental_features: msc3881_enabled`, or per user through the admin API) each carries
+   * `org.matrix.msc3881.enabled`, so this tells whether the server takes a pusher's enabled flag.
+   */
+  clientPushers(asUser: string, opts: RequestOptions = {}): R<{ pushers: Record<string, unknown>[] }> {
+    return this.http.request('GET', '/_matrix/client/v3/pushers', { ...opts, asUser });
+  }
+
   /** Creates the device if it does not exist (MSC4190, for appservices) or renames it. */
   putDevice(asUser: string, deviceId: string, displayName: string | null, opts: RequestOptions = {}): R {
     return this.http.request('PUT', path`/_matrix/client/v3/devices/${deviceId}`, { ...opts, asUser, body: displayName === null ? {} : { display_name: displayName } });

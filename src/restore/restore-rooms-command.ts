@@ -13,7 +13,9 @@ export const restoreRoomsCommand: Command = {
     'A room only this server was in is recreated from the dumped state (name, topic, avatar, join rules, history visibility, guest access, ' +
     'power levels, encryption, aliases, canonical alias, directory listing) and its members brought back; with --archive its history is ' +
     're-posted from the archive by the original senders at their original times, marked org.steward.imported. ' +
-    'The dump is checked whole before anything is written. Steward remembers old → new rooms: a re-run creates nothing twice. ' +
+    'Read markers that restore users recorded from the user dump are set once each room is back; those that cannot be are listed with the reason. ' +
+    'The dump is checked whole before anything is written. Steward remembers old → new rooms: a re-run creates nothing twice, ' +
+    'and retries in the room already made the steps that failed (an alias taken, the directory listing, a missing member). ' +
     'Restore users first (restore users), so the members exist.',
   params: [{ name: 'dump', type: 'path', description: 'the room dump folder (…/rooms-<time>-job<n>, holding manifest.json)' }],
   flags: [

@@ -14,8 +14,9 @@ import { openArchive, roomArchiveDir, surveyRoomArchive, type ArchiveCounts } fr
 import { readRoomDocument, validateRoomDump, type RoomDumpIndex } from './room-dump-reader.ts';
 import { planRoom, type RoomPlan } from './room-plan.ts';
 import { recreateRoom } from './room-recreate.ts';
+import { restoreReadMarkers, type MarkerNotSet, type MarkerTarget } from './room-read-markers.ts';
 import { rejoinRoom } from './room-rejoin.ts';
-import { RestoredRoomStore } from './room-store.ts';
+import { RestoredRoomStore, type ReadMarker } from './room-store.ts';
 
 export interface RestoreRoomsArgs {
   readonly dump: string;
@@ -45,7 +46,8 @@ export interface RestoreRoomsDeps {
   readonly reportsDir: string;
 }
 
-export type RoomOutcome = 'rejoined' | 'recreated' | 'already-restored' | 'partial' | 'skipped' | 'failed' | 'planned';
+/** completed: restored before, and the steps that had failed then are done now. */
+export type RoomOutcome = 'rejoined' | 'recreated' | 'already-restored' | 'completed' | 'partial' | 'skipped' | 'failed' | 'planned';
 
 export interface RoomRestoreResult {
   readonly roomId: string;
@@ -55,6 +57,8 @@ export interface RoomRestoreResult {
   readonly text: string;
   readonly notes: readonly string[];
   readonly historyImported?: number;
+  /** Read markers from the user dump handled this time: how many were set, and which were not, why. */
+  readonly readMarkers?: { readonly set: number; readonly notSet: readonly MarkerNotSet[] };
 }
 
 interface Survey {
@@ -102,9 +106,20 @@ async function survey(args: RestoreRoomsArgs, serverName: string, botUserId: str
 }
 
 function describePlan(s: Survey, store: RestoredRoomStore): RoomRestoreResult {
+  const r = describeRoom(s, store);
+  const markers = s.plan.kind === 'skip' ? 0 : store.markersToSet(s.plan.roomId).length;
+  return markers > 0 ? { ...r, text: `${r.text}; ${markers} read marker(s) to set` } : r;
+}
+
+function describeRoom(s: Survey, store: RestoredRoomStore): RoomRestoreResult {
   const { plan } = s;
   const done = store.get(plan.roomId);
   if (plan.kind === 'skip') return { roomId: plan.roomId, outcome: 'skipped', text: `skipped: ${plan.reason}`, notes: [] };
+  const failed = plan.kind === 'recreate' && done?.phase === 'finished' && done.newRoomId ? store.failedSteps(plan.roomId) : [];
+  if (failed.length > 0 && done?.newRoomId) {
+    const problems = failed.flatMap((f) => f.problems);
+    return { roomId: plan.roomId, outcome: 'planned', newRoomId: done.newRoomId, text: `would retry in ${done.newRoomId} what failed before: ${problems.join('; ')}`, notes: problems };
+  }
   if (done?.phase === 'finished' && done.newRoomId) {
     const text = plan.kind === 'recreate' ? `already restored as ${done.newRoomId}` : 'already rejoined (a run asks again whether everyone is joined)';
     return { roomId: plan.roomId, outcome: 'already-restored', newRoomId: done.newRoomId, text, notes: [] };
@@ -142,7 +157,7 @@ export function restoreRoomsJob(deps: RestoreRoomsDeps): JobDefinition {
       if (args.dryRun) {
         const planned = rooms.map((s) => describePlan(s, store));
         ctx.advance(planned.length);
-        return ok(summarise(planned, true, surveyed.value.index.root, await writeReport(planned, true)));
+        return ok(summarise(planned, true, surveyed.value.index.root, await writeReport(planned, true, []), []));
       }
       const usable = new Map<string, Promise<boolean>>();
       const userUsable = (userId: string): Promise<boolean> => {
@@ -189,14 +204,23 @@ export function restoreRoomsJob(deps: RestoreRoomsDeps): JobDefinition {
       deps.federation.close();
       if (ctx.signal.aborted) return { ok: false, error: failure('E_CANCELLED', 'stopped') };
       const all = store.results<RoomRestoreResult>(ctx.job.id);
-      return ok(summarise(all, false, surveyed.value.index.root, await writeReport(all, false)));
+      const markers = markersNotSet(rooms);
+      return ok(summarise(all, false, surveyed.value.index.root, await writeReport(all, false, markers), markers));
 
-      /** Every room's line, also when the summary shows only some: one JSON document, 0600. */
-      async function writeReport(results: readonly RoomRestoreResult[], dryRun: boolean): Promise<string | null> {
+      /** Every read marker of the dump's rooms that is not set now, whichever run last tried it. */
+      function markersNotSet(surveyed: readonly Survey[]): ReadMarker[] {
+        return store.markersNotSet(surveyed.map((x) => x.plan.roomId));
+      }
+
+      /** Every room's line, also when the summary shows only some, and every read marker not restored: one JSON document, 0600. */
+      async function writeReport(results: readonly RoomRestoreResult[], dryRun: boolean, markers: readonly ReadMarker[]): Promise<string | null> {
         const file = join(deps.reportsDir, `${newDumpId(dryRun ? 'restore-rooms-dry-run' : 'restore-rooms', ctx.job.id)}.json`);
         try {
           await ensurePrivateDir(deps.reportsDir);
-          const doc = { format: 'steward.restore-rooms-report/1', job_id: ctx.job.id, dry_run: dryRun, server_name: deps.serverName, dump: args.dump, archive: args.archive, finished_ts: Date.now(), rooms: results };
+          const doc = {
+            format: 'steward.restore-rooms-report/1', job_id: ctx.job.id, dry_run: dryRun, server_name: deps.serverName, dump: args.dump, archive: args.archive, finished_ts: Date.now(), rooms: results,
+            read_markers_not_restored: markers.map(markerEntry),
+          };
           await writeFileAtomic(file, `${JSON.stringify(doc, null, 2)}\n`, 0o600);
           return file;
         } catch (err) {
@@ -205,7 +229,20 @@ export function restoreRoomsJob(deps: RestoreRoomsDeps): JobDefinition {
         }
       }
 
+      /** The room, then the read markers the user dump had in it (set once the room is back, reported when they cannot be). */
       async function restoreOne(s: Survey): Promise<RoomRestoreResult> {
+        const result = await restoreRoom(s);
+        let target: MarkerTarget | null = null;
+        if (s.plan.kind === 'skip') target = { kind: 'skip', reason: s.plan.reason };
+        else if (result.newRoomId && result.outcome !== 'failed') target = { kind: s.plan.kind, roomId: result.newRoomId };
+        if (!target || ctx.signal.aborted) return result;
+        const markers = await restoreReadMarkers(s.plan.roomId, target, { http: deps.http, store }, ctx.signal);
+        if (markers.set.length === 0 && markers.notSet.length === 0) return result;
+        const said = `read markers: ${markers.set.length} set${markers.notSet.length ? `, ${markers.notSet.length} not (${markers.notSet.map((m) => m.userId).join(', ')}; see the list below)` : ''}`;
+        return { ...result, text: `${result.text}; ${said}`, readMarkers: { set: markers.set.length, notSet: markers.notSet } };
+      }
+
+      async function restoreRoom(s: Survey): Promise<RoomRestoreResult> {
         const { plan } = s;
         if (plan.kind === 'skip') return { roomId: plan.roomId, outcome: 'skipped', text: `skipped: ${plan.reason}`, notes: [] };
         if (plan.kind === 'rejoin') {
@@ -226,11 +263,20 @@ export function restoreRoomsJob(deps: RestoreRoomsDeps): JobDefinition {
         }
         const v = r.value;
         if (v.alreadyDone) return { roomId: plan.roomId, outcome: 'already-restored', newRoomId: v.newRoomId, text: `already restored as ${v.newRoomId}`, notes: [] };
+        const failedSteps = v.steps.filter((x) => x.outcome === 'failed');
+        if (v.retried) {
+          const steps = v.steps.map((x) => x.step).join(', ');
+          if (failedSteps.length === 0) {
+            return { roomId: plan.roomId, outcome: 'completed', newRoomId: v.newRoomId, text: `restored before as ${v.newRoomId}; what had failed is done now (${steps}${v.joined.length ? `; joined ${v.joined.join(', ')}` : ''})`, notes: [] };
+          }
+          return { roomId: plan.roomId, outcome: 'partial', newRoomId: v.newRoomId, text: `restored before as ${v.newRoomId}; still failing (a re-run tries again): ${v.notes.join('; ')}`, notes: v.notes };
+        }
         const h = v.history;
         const history = h ? `, ${h.imported} history event(s) imported${h.alreadyImported ? ` (${h.alreadyImported} before)` : ''}${h.postedByBot ? `, ${h.postedByBot} posted by the bot for senders who are not members` : ''}${h.skipped.encrypted ? `, ${h.skipped.encrypted} encrypted not imported` : ''}${h.failedEvents.length ? `, ${h.failedEvents.length} refused` : ''}` : '';
         const notes = [...v.notes, ...(h?.failedEvents ?? []).slice(0, 5).map((f) => `${f.eventId}: ${f.reason}`)];
         const text = `recreated as ${v.newRoomId} by ${v.actingUser}: ${v.stateEvents + 1} state event(s), joined ${v.joined.join(', ') || 'nobody else'}${history}`;
-        return { roomId: plan.roomId, outcome: 'recreated', newRoomId: v.newRoomId, text: notes.length ? `${text}; ${notes.join('; ')}` : text, notes, ...(h ? { historyImported: h.imported } : {}) };
+        const retry = failedSteps.length > 0 ? '; a re-run retries what failed' : '';
+        return { roomId: plan.roomId, outcome: failedSteps.length > 0 ? 'partial' : 'recreated', newRoomId: v.newRoomId, text: `${notes.length ? `${text}; ${notes.join('; ')}` : text}${retry}`, notes, ...(h ? { historyImported: h.imported } : {}) };
       }
     },
   };
@@ -238,22 +284,30 @@ export function restoreRoomsJob(deps: RestoreRoomsDeps): JobDefinition {
 
 const SUMMARY_ROOMS = 40;
 
-function summarise(results: readonly RoomRestoreResult[], dryRun: boolean, root: string, report: string | null): JobResult {
+const markerEntry = (m: ReadMarker) => ({ user_id: m.userId, room_id: m.oldRoomId, event_id: m.eventId, state: m.state, reason: m.detail ?? 'not tried yet: the room has not been restored' });
+
+function summarise(results: readonly RoomRestoreResult[], dryRun: boolean, root: string, report: string | null, markers: readonly ReadMarker[]): JobResult {
   const count = (o: RoomOutcome): number => results.filter((r) => r.outcome === o).length;
   const head = dryRun
     ? `Dry run, nothing was changed. ${results.length} room(s) in ${root}: ${count('planned')} to restore, ${count('already-restored')} already restored, ${count('skipped')} skipped.`
-    : `${results.length} room(s) from ${root}: ${count('rejoined')} rejoined, ${count('recreated')} recreated, ${count('already-restored')} already restored, ${count('partial')} partly, ${count('skipped')} skipped, ${count('failed')} failed.`;
+    : `${results.length} room(s) from ${root}: ${count('rejoined')} rejoined, ${count('recreated')} recreated, ${count('already-restored')} already restored, ${count('partial')} partly, ${count('skipped')} skipped, ${count('failed')} failed${count('completed') ? `, ${count('completed')} completed (what had failed is done now)` : ''}.`;
   // Problems first; a long list is cut here and kept whole in the report.
   const rank = (r: RoomRestoreResult): number => (r.outcome === 'failed' ? 0 : r.outcome === 'partial' ? 1 : 2);
   const shown = [...results].sort((a, b) => rank(a) - rank(b)).slice(0, SUMMARY_ROOMS);
   const lines = shown.map((r) => `${r.roomId} — ${r.text}`);
   if (results.length > shown.length) lines.push(`… and ${results.length - shown.length} more room(s)`);
+  if (markers.length > 0) {
+    lines.push(`Read markers not restored (${markers.length}):`);
+    for (const m of markers.slice(0, SUMMARY_ROOMS)) lines.push(`• ${m.userId} in ${m.oldRoomId} (event ${m.eventId}): ${markerEntry(m).reason}`);
+    if (markers.length > SUMMARY_ROOMS) lines.push(`… and ${markers.length - SUMMARY_ROOMS} more in the report`);
+  }
   if (report) lines.push(`Report: ${report}`);
   return {
     summary: [head, ...lines].join('\n'),
     details: {
       rooms: results.length,
-      ...Object.fromEntries((['rejoined', 'recreated', 'already-restored', 'partial', 'skipped', 'failed', 'planned'] as const).map((o) => [o, count(o)])),
+      ...Object.fromEntries((['rejoined', 'recreated', 'already-restored', 'completed', 'partial', 'skipped', 'failed', 'planned'] as const).map((o) => [o, count(o)])),
+      read_markers_not_restored: markers.length,
       map: Object.fromEntries(results.filter((r) => r.newRoomId).map((r) => [r.roomId, r.newRoomId])),
       report,
     },

@@ -9,6 +9,7 @@ import { ensurePrivateDir } from '../util/atomic-write.ts';
 import { forEachConcurrent } from '../util/pool.ts';
 import { errorMessage, failure, ok, type Result } from '../util/result.ts';
 import { openUserDump, readPasswordHashes, readUserFile } from './user-dump-reader.ts';
+import { RestoredRoomStore } from './room-store.ts';
 import { restoreUser, type UserOutcome, type UserRestoreDeps } from './user-restore-sections.ts';
 
 export const RESTORE_USERS_JOB = 'restore-users';
@@ -76,6 +77,7 @@ export function restoreUsersJob(deps: RestoreUsersDeps): JobDefinition {
       outcome = CASE WHEN excluded.outcome = 'unchanged' AND outcome = 'restored' THEN outcome ELSE excluded.outcome END,
       needs_password_reset = excluded.needs_password_reset,
       result = CASE WHEN excluded.outcome = 'unchanged' AND outcome = 'restored' THEN result ELSE excluded.result END`);
+  const rooms = new RestoredRoomStore(deps.db);
 
   return {
     type: RESTORE_USERS_JOB,
@@ -115,7 +117,7 @@ export function restoreUsersJob(deps: RestoreUsersDeps): JobDefinition {
           if (ctx.signal.aborted) return;
           if (!doc.ok) {
             const who = decodeName(item.name);
-            save(ctx.job.id, who, item.seq, { outcome: 'failed', changes: [], notes: [], errors: [{ section: 'file', message: doc.error.human }], needsPasswordReset: false });
+            save(ctx.job.id, who, item.seq, { outcome: 'failed', changes: [], notes: [], errors: [{ section: 'file', message: doc.error.human }], needsPasswordReset: false, readMarkers: [] });
             ctx.itemFailed(who, doc.error);
             return;
           }
@@ -129,6 +131,9 @@ export function restoreUsersJob(deps: RestoreUsersDeps): JobDefinition {
             passwordHash: hashes.value ? (hashes.value.has(userId) ? hashes.value.get(userId)! : undefined) : undefined,
           });
           if (ctx.signal.aborted) return; // cut off: the page is done again on resume, and nothing is written twice
+          if (!args.dryRun) deps.db.transaction(() => {
+            for (const m of outcome.readMarkers) rooms.recordMarker(userId, m.roomId, m.eventId);
+          })();
           save(ctx.job.id, userId, item.seq, outcome);
           if (outcome.outcome === 'failed') {
             ctx.itemFailed(userId, failure(`E_RESTORE_${outcome.errors[0]!.section.toUpperCase()}`, outcome.errors.map((e) => `${e.section}: ${e.message}`).join('; ')));

@@ -5,7 +5,7 @@ import { failure, ok, type Result } from '../util/result.ts';
 import type { DumpStateEvent } from './room-dump-reader.ts';
 import { importHistory, type HistoryOutcome } from './room-history.ts';
 import { powerLevelsFor, type RecreatePlan } from './room-plan.ts';
-import type { RestoredRoom, RestoredRoomStore, RoomPhase } from './room-store.ts';
+import type { RestoredRoom, RestoredRoomStore, RoomPhase, RoomStep, StepOutcome } from './room-store.ts';
 
 /** Marks the create event of a recreated room with the room it stands for: a resumed restore finds it. */
 export const RESTORED_FROM_KEY = 'org.steward.restored_from';
@@ -29,6 +29,10 @@ export interface RecreateOutcome {
   readonly joined: readonly string[];
   readonly notes: readonly string[];
   readonly history: HistoryOutcome | null;
+  /** The steps run this time that can fail without stopping the room, with what they came to. */
+  readonly steps: readonly StepOutcome[];
+  /** The room was finished before: only steps that had failed were run again. */
+  readonly retried: boolean;
 }
 
 const PHASES: readonly RoomPhase[] = ['creating', 'created', 'aliases', 'members', 'history', 'finished'];
@@ -56,9 +60,7 @@ export async function recreateRoom(
 ): Promise<Result<RecreateOutcome>> {
   const notes: string[] = [];
   let rec: RestoredRoom | undefined = deps.store.get(plan.roomId);
-  if (rec?.phase === 'finished' && rec.newRoomId) {
-    return ok({ newRoomId: rec.newRoomId, actingUser: rec.actingUser ?? '', alreadyDone: true, stateEvents: 0, joined: [], notes, history: null });
-  }
+  if (rec?.phase === 'finished' && rec.newRoomId) return retryFailedSteps(plan, rec.newRoomId, rec.actingUser ?? '', deps, signal);
   let acting = rec?.actingUser ?? undefined;
   if (!acting) {
     for (const candidate of plan.creatorCandidates) {
@@ -107,82 +109,31 @@ export async function recreateRoom(
   }
   const room = newRoomId;
 
-  // 2. Aliases, canonical alias, directory listing.
+  // 2. Aliases and canonical alias; 3. the directory listing. Each step's outcome is recorded: a
+  // re-run of the finished room retries the ones that failed.
+  const steps: StepOutcome[] = [];
+  const step = (name: RoomStep, problems: readonly string[]): void => {
+    deps.store.setStep(plan.roomId, name, problems);
+    steps.push({ step: name, outcome: problems.length > 0 ? 'failed' : 'done', problems });
+    notes.push(...problems);
+  };
   if (!reached(rec?.phase, 'aliases')) {
-    const held: string[] = [];
-    for (const alias of plan.aliases) {
-      const put = await deps.http.request('PUT', path`/_matrix/client/v3/directory/room/${alias}`, { body: { room_id: room }, asUser: acting, signal });
-      if (put.ok) {
-        held.push(alias);
-        continue;
-      }
-      if (put.error.status === 409) {
-        const now = await deps.client.resolveAlias(alias);
-        if (now.ok && now.value.room_id === room) held.push(alias);
-        else notes.push(`alias ${alias} is taken${now.ok ? ` (it points to ${now.value.room_id})` : ''}: left as it is`);
-      } else {
-        notes.push(`alias ${alias} could not be set: ${put.error.human}`);
-      }
-    }
-    if (plan.canonicalAlias) {
-      const content: Record<string, unknown> = {};
-      if (typeof plan.canonicalAlias.alias === 'string' && held.includes(plan.canonicalAlias.alias)) content.alias = plan.canonicalAlias.alias;
-      const alt = Array.isArray(plan.canonicalAlias.alt_aliases) ? plan.canonicalAlias.alt_aliases.filter((a): a is string => typeof a === 'string' && held.includes(a)) : [];
-      if (alt.length > 0) content.alt_aliases = alt;
-      if (Object.keys(content).length > 0) {
-        const set = await deps.http.request('PUT', path`/_matrix/client/v3/rooms/${room}/state/m.room.canonical_alias/`, { body: content, asUser: acting, ...opts });
-        if (!set.ok) notes.push(`canonical alias not set: ${set.error.human}`);
-      }
-    }
-    if (plan.published) {
-      const listed = await deps.http.request('PUT', path`/_matrix/client/v3/directory/list/room/${room}`, { body: { visibility: 'public' }, asUser: acting, ...opts });
-      if (!listed.ok) notes.push(`not listed in the room directory: ${listed.error.human}`);
-    }
+    step('aliases', await aliasesStep(plan, room, acting, deps, signal));
+    if (plan.published) step('directory', await directoryStep(room, acting, deps, signal));
     save('aliases', room);
   }
 
-  // 3. Members: invited by the acting user, then joined as themselves.
+  // 4. Members: invited by the acting user, then joined as themselves.
   const joined: string[] = [];
   const canPost = new Set<string>([acting]);
   if (!reached(rec?.phase, 'members')) {
-    const members = await memberships(deps, room, acting, signal);
+    const members = await membersStep(plan, room, acting, archive !== null, deps, signal);
     if (!members.ok) return members;
-    const m = members.value;
-    const join = async (user: string, asUser: string | undefined): Promise<boolean> => {
-      if (m.get(user) === 'join') return true;
-      if (m.get(user) !== 'invite') {
-        const invited = await deps.client.invite(room, user, acting);
-        if (!invited.ok) {
-          notes.push(`${user} not invited: ${invited.error.human}`);
-          return false;
-        }
-      }
-      const j = await deps.client.join(room, [], asUser);
-      if (!j.ok) notes.push(`${user} not joined: ${j.error.human}`);
-      return j.ok;
-    };
-    for (const user of plan.joined) {
-      if (user === acting) continue;
-      if (!(await deps.userUsable(user))) {
-        notes.push(`${user} does not exist here now: not joined`);
-        continue;
-      }
-      if (await join(user, user)) joined.push(user);
-    }
-    if (archive) await join(deps.botUserId, undefined);
-    for (const user of plan.invited) {
-      if (m.has(user)) continue;
-      const invited = await deps.client.invite(room, user, acting);
-      if (!invited.ok) notes.push(`${user} not invited again: ${invited.error.human}`);
-    }
-    for (const user of plan.banned) {
-      if (m.get(user) === 'ban') continue;
-      const banned = await deps.http.request('POST', path`/_matrix/client/v3/rooms/${room}/ban`, { body: { user_id: user, reason: 'banned in the room this one restores' }, asUser: acting, idempotent: true, ...opts });
-      if (!banned.ok) notes.push(`${user} not banned again: ${banned.error.human}`);
-    }
+    step('members', members.value.problems);
     save('members', room);
-    for (const [user, membership] of m) if (membership === 'join' && user !== deps.botUserId) canPost.add(user);
-    for (const user of joined) canPost.add(user);
+    for (const [user, membership] of members.value.before) if (membership === 'join' && user !== deps.botUserId) canPost.add(user);
+    for (const user of members.value.joined) canPost.add(user);
+    joined.push(...members.value.joined);
   } else {
     // Resumed after the members step: who is in the room now.
     const members = await memberships(deps, room, acting, signal);
@@ -191,7 +142,7 @@ export async function recreateRoom(
     joined.push(...[...canPost].filter((u) => u !== acting && plan.joined.includes(u)));
   }
 
-  // 4. History from the archive.
+  // 5. History from the archive.
   let history: HistoryOutcome | null = null;
   if (archive && !reached(rec?.phase, 'history')) {
     const imported = await importHistory(plan.roomId, room, archive.roomDir, canPost, archive, { http: deps.http, store: deps.store, botUserId: deps.botUserId }, signal);
@@ -200,11 +151,11 @@ export async function recreateRoom(
     save('history', room);
   }
 
-  // 4b. What the members kept about the room (tags, read marker, m.direct), moved to the new room.
+  // 5b. What the members kept about the room (tags, read marker, m.direct), moved to the new room.
   const moved = await moveRoomAccountData(plan.roomId, room, [...canPost], deps, signal);
   if (moved.length > 0) notes.push(...moved);
 
-  // 5. Encryption and the dumped power levels, last: history is re-posted in the clear, as it was archived.
+  // 6. Encryption and the dumped power levels, last: history is re-posted in the clear, as it was archived.
   if (plan.encryption) {
     const current = await deps.client.stateEvent(room, 'm.room.encryption', '', { asUser: acting, signal });
     if (!current.ok) {
@@ -220,7 +171,123 @@ export async function recreateRoom(
     if (!left.ok && left.error.status !== 403) notes.push(`the bot did not leave: ${left.error.human}`);
   }
   save('finished', room);
-  return ok({ newRoomId: room, actingUser: acting, alreadyDone: false, stateEvents: initialState.length, joined: joined.sort(), notes, history });
+  return ok({ newRoomId: room, actingUser: acting, alreadyDone: false, stateEvents: initialState.length, joined: joined.sort(), notes, history, steps, retried: false });
+}
+
+/**
+ * A room finished before: the steps that failed then (an alias taken, the directory refusing, a
+ * member who did not exist yet) are run again in the room it made; nothing is created. No failed
+ * step: the room is already restored and nothing is asked of the server.
+ */
+async function retryFailedSteps(plan: RecreatePlan, room: string, acting: string, deps: RecreateDeps, signal: AbortSignal): Promise<Result<RecreateOutcome>> {
+  const failed = deps.store.failedSteps(plan.roomId);
+  const steps: StepOutcome[] = [];
+  const joined: string[] = [];
+  for (const { step } of failed) {
+    let problems: readonly string[];
+    if (step === 'aliases') problems = await aliasesStep(plan, room, acting, deps, signal);
+    else if (step === 'directory') problems = plan.published ? await directoryStep(room, acting, deps, signal) : [];
+    else {
+      const members = await membersStep(plan, room, acting, false, deps, signal);
+      if (!members.ok) return members;
+      problems = members.value.problems;
+      joined.push(...members.value.joined.filter((u) => members.value.before.get(u) !== 'join'));
+    }
+    if (signal.aborted) break;
+    deps.store.setStep(plan.roomId, step, problems);
+    steps.push({ step, outcome: problems.length > 0 ? 'failed' : 'done', problems });
+  }
+  return ok({ newRoomId: room, actingUser: acting, alreadyDone: failed.length === 0, stateEvents: 0, joined: joined.sort(), notes: steps.flatMap((x) => x.problems), history: null, steps, retried: failed.length > 0 });
+}
+
+/**
+ * The room's aliases on our server pointed at the new room, then the canonical alias event with
+ * those it holds. Returns the problems: an alias taken by another room, a refusal.
+ */
+async function aliasesStep(plan: RecreatePlan, room: string, acting: string, deps: RecreateDeps, signal: AbortSignal): Promise<string[]> {
+  const problems: string[] = [];
+  const held: string[] = [];
+  for (const alias of plan.aliases) {
+    const put = await deps.http.request('PUT', path`/_matrix/client/v3/directory/room/${alias}`, { body: { room_id: room }, asUser: acting, signal });
+    if (put.ok) {
+      held.push(alias);
+      continue;
+    }
+    if (put.error.status === 409) {
+      const now = await deps.client.resolveAlias(alias);
+      if (now.ok && now.value.room_id === room) held.push(alias);
+      else problems.push(`alias ${alias} is taken${now.ok ? ` (it points to ${now.value.room_id})` : ''}: left as it is`);
+    } else {
+      problems.push(`alias ${alias} could not be set: ${put.error.human}`);
+    }
+  }
+  if (plan.canonicalAlias) {
+    const content: Record<string, unknown> = {};
+    if (typeof plan.canonicalAlias.alias === 'string' && held.includes(plan.canonicalAlias.alias)) content.alias = plan.canonicalAlias.alias;
+    const alt = Array.isArray(plan.canonicalAlias.alt_aliases) ? plan.canonicalAlias.alt_aliases.filter((a): a is string => typeof a === 'string' && held.includes(a)) : [];
+    if (alt.length > 0) content.alt_aliases = alt;
+    if (Object.keys(content).length > 0) {
+      const current = await deps.client.stateEvent(room, 'm.room.canonical_alias', '', { asUser: acting, signal });
+      const same = current.ok && current.value.alias === content.alias && JSON.stringify(current.value.alt_aliases ?? []) === JSON.stringify(content.alt_aliases ?? []);
+      if (!same) {
+        const set = await deps.http.request('PUT', path`/_matrix/client/v3/rooms/${room}/state/m.room.canonical_alias/`, { body: content, asUser: acting, signal });
+        if (!set.ok) problems.push(`canonical alias not set: ${set.error.human}`);
+      }
+    }
+  }
+  return problems;
+}
+
+async function directoryStep(room: string, acting: string, deps: RecreateDeps, signal: AbortSignal): Promise<string[]> {
+  const listed = await deps.http.request('PUT', path`/_matrix/client/v3/directory/list/room/${room}`, { body: { visibility: 'public' }, asUser: acting, signal });
+  return listed.ok ? [] : [`not listed in the room directory: ${listed.error.human}`];
+}
+
+/**
+ * The dump's members brought back: joined ones invited by the acting user and joined as
+ * themselves (and the bot, when it is to post history), invited ones invited again, banned ones
+ * banned again. Whoever already is where they should be is left alone, so a retry only does
+ * what is missing. Returns who joined, the memberships found first, and the problems.
+ */
+async function membersStep(plan: RecreatePlan, room: string, acting: string, withBot: boolean, deps: RecreateDeps, signal: AbortSignal): Promise<Result<{ joined: string[]; before: Map<string, string>; problems: string[] }>> {
+  const members = await memberships(deps, room, acting, signal);
+  if (!members.ok) return members;
+  const m = members.value;
+  const problems: string[] = [];
+  const joined: string[] = [];
+  const join = async (user: string, asUser: string | undefined): Promise<boolean> => {
+    if (m.get(user) === 'join') return true;
+    if (m.get(user) !== 'invite') {
+      const invited = await deps.client.invite(room, user, acting);
+      if (!invited.ok) {
+        problems.push(`${user} not invited: ${invited.error.human}`);
+        return false;
+      }
+    }
+    const j = await deps.client.join(room, [], asUser);
+    if (!j.ok) problems.push(`${user} not joined: ${j.error.human}`);
+    return j.ok;
+  };
+  for (const user of plan.joined) {
+    if (user === acting) continue;
+    if (!(await deps.userUsable(user))) {
+      problems.push(`${user} does not exist here now: not joined`);
+      continue;
+    }
+    if (await join(user, user)) joined.push(user);
+  }
+  if (withBot) await join(deps.botUserId, undefined);
+  for (const user of plan.invited) {
+    if (m.has(user)) continue;
+    const invited = await deps.client.invite(room, user, acting);
+    if (!invited.ok) problems.push(`${user} not invited again: ${invited.error.human}`);
+  }
+  for (const user of plan.banned) {
+    if (m.get(user) === 'ban') continue;
+    const banned = await deps.http.request('POST', path`/_matrix/client/v3/rooms/${room}/ban`, { body: { user_id: user, reason: 'banned in the room this one restores' }, asUser: acting, idempotent: true, signal });
+    if (!banned.ok) problems.push(`${user} not banned again: ${banned.error.human}`);
+  }
+  return ok({ joined, before: m, problems });
 }
 
 /** Memberships in the new room as the acting user sees them. */
@@ -246,9 +313,9 @@ async function findCreated(oldRoomId: string, acting: string, deps: RecreateDeps
 }
 
 /**
- * Per-room account data (tags, the read marker, client settings) lives under the room id: copy each
- * member's from the old id (where restore users put it back) to the new room, the read marker
- * pointing at the imported copy of its event; and point m.direct at the new room. Returns problems.
+ * Per-room account data (tags, client settings) lives under the room id: copy each member's from
+ * the old id (where restore users put it back) to the new room, and point m.direct at the new
+ * room. Returns problems.
  */
 async function moveRoomAccountData(oldRoomId: string, newRoomId: string, members: readonly string[], deps: RecreateDeps, signal: AbortSignal): Promise<string[]> {
   const problems: string[] = [];
@@ -264,11 +331,9 @@ async function moveRoomAccountData(oldRoomId: string, newRoomId: string, members
     for (const [type, content] of Object.entries(old)) {
       if (!isJsonObject(content) || Object.hasOwn(already, type)) continue;
       if (type === 'm.fully_read') {
-        // Synapse takes the read marker only through /read_markers, pointing at an event of the room.
-        const to = typeof content.event_id === 'string' ? deps.store.newEventFor(oldRoomId, content.event_id) : undefined;
-        if (!to) continue; // the event it marks was not imported
-        const marked = await deps.http.request('POST', path`/_matrix/client/v3/rooms/${newRoomId}/read_markers`, { body: { 'm.fully_read': to }, asUser: user, idempotent: true, signal });
-        if (!marked.ok) problems.push(`${user}'s read marker not moved: ${marked.error.human}`);
+        // Synapse takes a read marker only through /read_markers: it joins those restore users
+        // recorded from the dump, set with them once the room is done (room-read-markers.ts).
+        if (typeof content.event_id === 'string') deps.store.recordMarker(user, oldRoomId, content.event_id, { keepExisting: true });
         continue;
       }
       if (type === 'm.push_rules') continue;

@@ -59,3 +59,38 @@ export const RESTORE_SCHEMA = `
     PRIMARY KEY (job_id, old_room_id)
   );
 `;
+
+/**
+ * Restore from dumps, second part (migration 7): what each step of a restored room came to, so a
+ * re-run retries the steps that failed in the room already made; and the read markers of user
+ * dumps, which restore users cannot set (the account-data API refuses m.fully_read) and restore
+ * rooms sets once the room is back.
+ */
+export const RESTORE_STEPS_SCHEMA = `
+  -- One row per step of a recreated room that can fail without stopping the room ('aliases': the
+  -- aliases and the canonical alias; 'directory': the room directory listing; 'members'): done or
+  -- failed, with the problems as a JSON array of messages. A re-run of a finished room redoes the
+  -- failed ones, in the room it already made.
+  CREATE TABLE restored_room_steps (
+    old_room_id TEXT NOT NULL REFERENCES restored_rooms (old_room_id) ON DELETE CASCADE,
+    step TEXT NOT NULL CHECK (step IN ('aliases', 'directory', 'members')),
+    outcome TEXT NOT NULL CHECK (outcome IN ('done', 'failed')),
+    detail TEXT NOT NULL DEFAULT '[]',
+    updated_ts INTEGER NOT NULL,
+    PRIMARY KEY (old_room_id, step)
+  );
+
+  -- A user's read marker (m.fully_read) in a room of the old server, from a user dump, and where
+  -- setting it stands: pending (restore users recorded it), set, failed (a re-run of restore rooms
+  -- tries again: the user not joined yet, the event not fetched yet) or lost (it cannot come back:
+  -- the event it marks is not in the recreated room). detail says why it is not set.
+  CREATE TABLE restore_read_markers (
+    user_id TEXT NOT NULL,
+    old_room_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'set', 'failed', 'lost')),
+    detail TEXT,
+    updated_ts INTEGER NOT NULL,
+    PRIMARY KEY (old_room_id, user_id)
+  );
+`;

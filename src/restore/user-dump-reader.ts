@@ -243,6 +243,7 @@ function toDocument(raw: JsonObject, file: string, serverName: string): UserDocu
     str(o.app_id, `pushers[${i}].app_id`);
     str(o.pushkey, `pushers[${i}].pushkey`);
     str(o.kind, `pushers[${i}].kind`);
+    if (o.enabled !== undefined) bool(o.enabled, `pushers[${i}].enabled`);
     return o;
   });
 

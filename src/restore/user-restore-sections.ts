@@ -40,6 +40,8 @@ export interface UserOutcome {
   readonly errors: { section: string; message: string }[];
   /** The user's password was not restored (no hash in the dump, or no --synapse-db). */
   readonly needsPasswordReset: boolean;
+  /** The dump's read markers (m.fully_read), which only restore rooms can set: recorded for it by the caller. */
+  readonly readMarkers: { readonly roomId: string; readonly eventId: string }[];
 }
 
 /** JSON with sorted keys: two values are the same when this is. */
@@ -80,7 +82,8 @@ export async function restoreUser(deps: UserRestoreDeps, input: UserRestoreInput
   const notes: string[] = [];
   const errors: { section: string; message: string }[] = [];
   let needsPasswordReset = false;
-  const done = (): UserOutcome => ({ outcome: errors.length > 0 ? 'failed' : changes.length > 0 ? 'restored' : 'unchanged', changes, notes, errors, needsPasswordReset });
+  const readMarkers: { roomId: string; eventId: string }[] = [];
+  const done = (): UserOutcome => ({ outcome: errors.length > 0 ? 'failed' : changes.length > 0 ? 'restored' : 'unchanged', changes, notes, errors, needsPasswordReset, readMarkers });
 
   const run = async (section: string, fn: () => Promise<void>): Promise<boolean> => {
     if (signal.aborted) return false;
@@ -183,7 +186,6 @@ export async function restoreUser(deps: UserRestoreDeps, input: UserRestoreInput
       const now = exists ? need('account_data', await deps.admin.accountData(uid, opts)).account_data : { global: {}, rooms: {} };
       let global = 0;
       let rooms = 0;
-      let readMarkers = 0;
       for (const [type, content] of Object.entries(data.global)) {
         if (type === 'm.push_rules') continue; // restored from push_rules below
         if (same(now.global?.[type], content)) continue;
@@ -192,9 +194,10 @@ export async function restoreUser(deps: UserRestoreDeps, input: UserRestoreInput
       }
       for (const [room, types] of Object.entries(data.rooms)) {
         for (const [type, content] of Object.entries(types)) {
-          // Read markers are not account data to the API (it refuses them); they go with the room's receipts.
+          // The account-data API refuses read markers; POST /read_markers takes them, once the
+          // user is in the room again and the event is known there: restore rooms' work.
           if (type === 'm.fully_read') {
-            readMarkers += 1;
+            if (isJsonObject(content) && typeof content.event_id === 'string') readMarkers.push({ roomId: room, eventId: content.event_id });
             continue;
           }
           if (same(now.rooms?.[room]?.[type], content)) continue;
@@ -204,7 +207,7 @@ export async function restoreUser(deps: UserRestoreDeps, input: UserRestoreInput
       }
       if (global) changes.push(`${global} global account data`);
       if (rooms) changes.push(`${rooms} room account data`);
-      if (readMarkers) notes.push(`read markers (m.fully_read) in ${readMarkers} room(s): the account-data API cannot set them`);
+      if (readMarkers.length) notes.push(`read markers (m.fully_read) in ${readMarkers.length} room(s): ${apply ? 'set by restore rooms' : 'would be set by restore rooms'} once the rooms are back (the account-data API refuses them)`);
     });
   } else if (doc.missingSections.account_data) notes.push(`account data: ${doc.missingSections.account_data}`);
 
@@ -287,7 +290,8 @@ export async function restoreUser(deps: UserRestoreDeps, input: UserRestoreInput
     });
   }
 
-  // 7. Pushers, each on its own device when that device is back.
+  // 7. Pushers, each on its own device when that device is back, with its enabled flag where the
+  // server takes one (MSC3881: Synapse ignores the flag unless the feature is on for the user).
   if (doc.pushers) {
     const pushers = doc.pushers;
     await run('pushers', async () => {
@@ -295,19 +299,38 @@ export async function restoreUser(deps: UserRestoreDeps, input: UserRestoreInput
       const key = (p: JsonObject): string => `${String(p.app_id)}\u0000${String(p.pushkey)}`;
       const byKey = new Map(now.map((p) => [key(p), p]));
       const fields = ['kind', 'app_display_name', 'device_display_name', 'lang', 'data', 'profile_tag'];
+      // Whether this server takes the flag for this user: asked once, only when a flag differs.
+      let flagTaken: boolean | null | undefined;
+      const takesFlag = async (): Promise<boolean | null> => {
+        if (flagTaken === undefined) flagTaken = await pusherFlagTaken(deps, uid, signal);
+        return flagTaken;
+      };
       let written = 0;
+      const sentDisabled: JsonObject[] = [];
       for (const p of pushers) {
-        if (p.enabled === false) notes.push(`pusher ${String(p.app_id)} was disabled; Synapse restores pushers enabled`);
         const t = byKey.get(key(p));
-        if (t && fields.every((f) => same(t[f] ?? null, p[f] ?? null))) continue;
+        const wantEnabled = pusherEnabled(p.enabled);
+        const fieldsSame = t !== undefined && fields.every((f) => same(t[f] ?? null, p[f] ?? null));
+        if (fieldsSame && pusherEnabled(t.enabled) === wantEnabled) continue;
+        if (fieldsSame && (await takesFlag()) === false) {
+          // Only the flag differs and this server cannot change it: writing again would change nothing.
+          notes.push(pusherFlagNote(p));
+          continue;
+        }
         written += 1;
+        if (!wantEnabled) sentDisabled.push(p);
         if (!apply) continue;
-        const body: JsonObject = { app_id: p.app_id, pushkey: p.pushkey, append: true };
+        const body: JsonObject = { app_id: p.app_id, pushkey: p.pushkey, append: true, [MSC3881_ENABLED]: wantEnabled };
         for (const f of fields) body[f] = p[f] ?? (f === 'profile_tag' ? '' : null);
         const device = typeof p.device_id === 'string' && deviceIds.has(p.device_id) ? p.device_id : undefined;
         need('pushers', await deps.account.setPusher(uid, body, device, opts));
       }
       if (written) changes.push(`${written} pusher(s)`);
+      if (sentDisabled.length > 0 && apply) {
+        // Synapse answers 200 whether or not it took the flag: read back which stayed enabled.
+        const after = new Map(need('pushers', await deps.admin.pushers(uid, opts)).pushers.map((p) => [key(p), p]));
+        for (const p of sentDisabled) if (pusherEnabled(after.get(key(p))?.enabled)) notes.push(pusherFlagNote(p));
+      }
     });
   } else if (doc.missingSections.pushers) notes.push(`pushers: ${doc.missingSections.pushers}`);
 
@@ -408,4 +431,28 @@ async function mediaSha256(deps: UserRestoreDeps, mxc: string, signal: AbortSign
   if (!m) return null;
   const info = await deps.account.mediaInfo(m[1]!, m[2]!, { signal });
   return info.ok && typeof info.value.media_info?.sha256 === 'string' ? info.value.media_info.sha256 : null;
+}
+
+/** MSC3881's unstable name of a pusher's enabled flag in the client API (POST /pushers/set, GET /pushers). */
+export const MSC3881_ENABLED = 'org.matrix.msc3881.enabled';
+
+/** A pusher is enabled unless it says otherwise (Synapse's admin API on SQLite may give 0/1). */
+function pusherEnabled(v: unknown): boolean {
+  return !(v === false || v === 0);
+}
+
+function pusherFlagNote(p: JsonObject): string {
+  return `pusher ${String(p.app_id)} (${String(p.app_display_name ?? p.pushkey)}) was disabled, but this server keeps it enabled: ` +
+    'Synapse takes the flag only with MSC3881 on (experimental_features: msc3881_enabled, or per user through the admin API); ' +
+    'the user can disable it again in their client';
+}
+
+/**
+ * Whether the server takes pushers' enabled flag for this user: the client API shows MSC3881's
+ * field on each pusher exactly when it does. null when the user has no pusher to show it on yet.
+ */
+async function pusherFlagTaken(deps: UserRestoreDeps, userId: string, signal: AbortSignal): Promise<boolean | null> {
+  const got = need('pushers', await deps.account.clientPushers(userId, { signal }));
+  const list = Array.isArray(got.pushers) ? got.pushers.filter(isJsonObject) : [];
+  return list.length === 0 ? null : list.some((p) => Object.hasOwn(p, MSC3881_ENABLED));
 }

@@ -1,7 +1,7 @@
 import { LINKED_SCHEMA } from '../linked/schema.ts';
 import { RECOVERY_SCHEMA } from '../recovery/schema.ts';
 import { ARCHIVE_SCHEMA } from '../archive/schema.ts';
-import { RESTORE_SCHEMA } from '../restore/schema.ts';
+import { RESTORE_SCHEMA, RESTORE_STEPS_SCHEMA } from '../restore/schema.ts';
 import { PRODUCTION_SCHEMA } from '../production/schema.ts';
 
 /**
@@ -75,4 +75,5 @@ export const MIGRATIONS: readonly string[] = [
   ARCHIVE_SCHEMA,
   RESTORE_SCHEMA,
   PRODUCTION_SCHEMA,
+  RESTORE_STEPS_SCHEMA,
 ];

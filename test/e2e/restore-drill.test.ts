@@ -38,8 +38,12 @@ function signingKey() {
   };
 }
 
-/** What a restore must bring back of a user file; times and ids the server picks anew are left out. */
-function restorable(doc: any, newRooms: ReadonlySet<string> = new Set()): Record<string, unknown> {
+/**
+ * What a restore must bring back of a user file; times and ids the server picks anew are left out.
+ * `newRooms`: rooms restore made (their account data is checked on its own); `recreated`: old ids
+ * of rooms recreated elsewhere, whose read marker moves with the room (checked on its own too).
+ */
+function restorable(doc: any, newRooms: ReadonlySet<string> = new Set(), recreated: ReadonlySet<string> = new Set()): Record<string, unknown> {
   const omit = new Set(['last_seen_ts', 'creation_ts', 'consent_ts', 'consent_version', 'consent_server_notice_sent', 'appservice_id']);
   const account = Object.fromEntries(Object.entries(doc.account ?? {}).filter(([k]) => !omit.has(k)));
   account.threepids = ((account.threepids as any[]) ?? []).map((t) => ({ medium: t.medium, address: t.address }));
@@ -48,7 +52,14 @@ function restorable(doc: any, newRooms: ReadonlySet<string> = new Set()): Record
     profile: { displayname: doc.profile?.displayname, avatar_sha256: doc.profile?.avatar_media?.sha256 ?? null },
     account,
     // Room account data restore rooms copied to the rooms it recreated is checked on its own.
-    account_data: { ...doc.account_data, rooms: Object.fromEntries(Object.entries(doc.account_data?.rooms ?? {}).filter(([r]) => !newRooms.has(r))) },
+    account_data: {
+      ...doc.account_data,
+      rooms: Object.fromEntries(Object.entries(doc.account_data?.rooms ?? {}).filter(([r]) => !newRooms.has(r)).map(([r, types]: [string, any]) => {
+        if (!recreated.has(r)) return [r, types];
+        const { 'm.fully_read': _marker, ...rest } = types;
+        return [r, rest];
+      })),
+    },
     push_rules: doc.push_rules,
     pushers: doc.pushers,
     devices: (doc.devices ?? []).map((d: any) => `${d.device_id}=${d.display_name}`).sort(),
@@ -141,6 +152,8 @@ describe('total-loss drill: dump and archive A, lose its database, restore users
     ids.d1 = await sendAt(local, users.bob.userId, dayTs(1), 'm.room.message', { msgtype: 'm.text', body: 'day one, a reply', 'm.relates_to': { 'm.in_reply_to': { event_id: ids.d0 } } });
     ids.d1r = await sendAt(local, users.alice.userId, dayTs(1) + 1000, 'm.reaction', { 'm.relates_to': { rel_type: 'm.annotation', event_id: ids.d1, key: '👍' } });
     ids.today = await alice.sendText(local, 'today');
+    // alice has read up to day one: the marker must follow the room to its recreated copy.
+    await alice.request('POST', `/_matrix/client/v3/rooms/${encodeURIComponent(local)}/read_markers`, { 'm.fully_read': ids.d1 });
 
     for (let i = 0; ; i++) {
       const st = await alice.roomState(shared);
@@ -239,14 +252,15 @@ describe('total-loss drill: dump and archive A, lose its database, restore users
     newLocal = r.job.result.details.map[local];
     assert.ok(newLocal && newLocal !== local, r.job.result.summary);
     assert.equal(r.job.result.details.map[shared], shared);
+    assert.equal(r.job.result.details.read_markers_not_restored, 0, r.job.result.summary);
   });
 
   it('a fresh dump of the users equals the first one, section by section', async () => {
     const again = await cliJson(s, ['dump', 'users']);
     assert.equal(again.ok, true);
     for (const userId of [users.alice.userId, users.bob.userId]) {
-      const before = restorable(JSON.parse(await readFile(path.join(usersDump, 'users', userFile(userId)), 'utf8')));
-      const now = restorable(JSON.parse(await readFile(path.join(again.job.result.details.directory, 'users', userFile(userId)), 'utf8')), new Set([newLocal]));
+      const before = restorable(JSON.parse(await readFile(path.join(usersDump, 'users', userFile(userId)), 'utf8')), new Set(), new Set([local]));
+      const now = restorable(JSON.parse(await readFile(path.join(again.job.result.details.directory, 'users', userFile(userId)), 'utf8')), new Set([newLocal]), new Set([local]));
       for (const section of Object.keys(before)) assert.deepEqual(now[section], before[section], `${userId}: ${section}`);
     }
   });
@@ -291,6 +305,9 @@ describe('total-loss drill: dump and archive A, lose its database, restore users
     // alice's favourite tag moved with the room.
     const tag = await alice.request('GET', `/_matrix/client/v3/user/${encodeURIComponent(users.alice.userId)}/rooms/${encodeURIComponent(newLocal)}/account_data/m.tag`);
     assert.deepEqual(tag, { tags: { 'm.favourite': {} } });
+    // alice's read marker is on the imported copy of day one's message.
+    const marker = await alice.request('GET', `/_matrix/client/v3/user/${encodeURIComponent(users.alice.userId)}/rooms/${encodeURIComponent(newLocal)}/account_data/m.fully_read`);
+    assert.deepEqual(marker, { event_id: byOld.get(ids.d1).event_id });
   });
 
   it('a second restore changes nothing', async () => {

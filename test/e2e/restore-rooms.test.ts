@@ -1,8 +1,15 @@
 // `restore rooms` end to end on two real federating Synapses after a real total loss of A.
-// alice and bob on A, carol on B. SHARED (alice's, carol joined) lives on on B; LOCAL (alice's,
+// alice and bob on A, carol on B. SHARED (alice's, carol joined) and FROM_B (carol's, alice joined)
+// live on on B; LOCAL (alice's,
 // bob a moderator, an alias, listed in the directory, a history with a reply, a reaction, an
-// edit and a redaction) and SECRET (encrypted) only A was in. Dump A's rooms, archive them, wipe
-// A's database, start it empty with the same key, bring the users back, restore.
+// edit and a redaction) and SECRET (encrypted) only A was in. alice has read markers: in FROM_B on
+// carol's message (fetched back from B after the rejoin), in SHARED on a message she sent while B
+// was down (B never got it: reported), in LOCAL, and in SECRET on an encrypted message (not
+// imported: reported). Dump A's
+// users and rooms, archive the rooms, wipe A's database, start it empty with the same key, bring
+// the users back (restore users records the read markers), restore. An admin has taken LOCAL's
+// alias for another room meanwhile: that step fails, and once the alias is freed a re-run sets it
+// in the room already made.
 import assert from 'node:assert/strict';
 import { cp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -28,6 +35,7 @@ describe('restore rooms after a total loss', () => {
   const users: Record<'alice' | 'bob', RegisteredUser> = {} as never;
   const clients: Record<'alice' | 'bob', MatrixTestClient> = {} as never;
   let shared: string;
+  let fromB: string;
   let local: string;
   let secret: string;
   let big: string;
@@ -39,6 +47,8 @@ describe('restore rooms after a total loss', () => {
   let adminA: MatrixTestClient;
   let newLocal: string;
   let newSecret: string;
+  let usersDump: string;
+  let squatter: string;
 
   const restore = (...args: string[]) => s.steward.cli(['restore', 'rooms', ...args]);
   const roomCount = async (): Promise<number> => (await adminA.request('GET', '/_synapse/admin/v1/rooms')).total_rooms;
@@ -57,6 +67,10 @@ describe('restore rooms after a total loss', () => {
     shared = await alice.createRoom({ preset: 'public_chat', name: 'Shared' });
     await carol.join(shared, [hsA.serverName]);
     await alice.sendText(shared, 'hello carol');
+    sent.carol = await carol.sendText(shared, 'hello alice, news from B');
+    fromB = await carol.createRoom({ preset: 'public_chat', name: 'From B' });
+    await alice.join(fromB, [hsB.serverName]);
+    sent.fromB = await carol.sendText(fromB, 'carol in her own room');
 
     local = await alice.createRoom({
       preset: 'private_chat', name: 'Local', topic: 'only on A', room_alias_name: 'local-room', visibility: 'public',
@@ -80,7 +94,7 @@ describe('restore rooms after a total loss', () => {
     await bob.join(secret);
     await alice.sendText(secret, 'said before encryption');
     await alice.sendState(secret, 'm.room.encryption', '', { algorithm: 'm.megolm.v1.aes-sha2' });
-    await alice.sendEvent(secret, 'm.room.encrypted', { algorithm: 'm.megolm.v1.aes-sha2', ciphertext: 'AAAA', sender_key: 'x', session_id: 'y', device_id: 'D' });
+    sent.encrypted = await alice.sendEvent(secret, 'm.room.encrypted', { algorithm: 'm.megolm.v1.aes-sha2', ciphertext: 'AAAA', sender_key: 'x', session_id: 'y', device_id: 'D' });
 
     // TWELVE: room version 12, where the creator's power comes from being the creator.
     twelve = await alice.createRoom({ room_version: '12', preset: 'private_chat', name: 'Twelve', invite: [bob.userId] });
@@ -104,6 +118,25 @@ describe('restore rooms after a total loss', () => {
       await sleep(100);
     }
 
+    // alice's read markers: on carol's message in FROM_B (once it has reached A), on the last message in LOCAL, on the encrypted one in SECRET.
+    for (let i = 0; ; i++) {
+      const marked = await alice.request('POST', `/_matrix/client/v3/rooms/${encodeURIComponent(fromB)}/read_markers`, { 'm.fully_read': sent.fromB }).then(() => true, () => false);
+      if (marked) break;
+      assert.ok(i < 200, 'carol\'s message reached A');
+      await sleep(100);
+    }
+    // In SHARED on a message sent while B is down: A is lost before it can hand it on, so no server has it when A comes back.
+    await hsB.stop();
+    sent.unseen = await alice.sendText(shared, 'said while B was down');
+    await alice.request('POST', `/_matrix/client/v3/rooms/${encodeURIComponent(shared)}/read_markers`, { 'm.fully_read': sent.unseen });
+    await alice.request('POST', `/_matrix/client/v3/rooms/${encodeURIComponent(local)}/read_markers`, { 'm.fully_read': sent.last });
+    await alice.request('POST', `/_matrix/client/v3/rooms/${encodeURIComponent(secret)}/read_markers`, { 'm.fully_read': sent.encrypted });
+    const usersDumped = await s.steward.cli(['dump', 'users', '--out', path.join(s.steward.dir, 'dumps')]);
+    assert.equal(usersDumped.code, 0, usersDumped.stderr);
+    usersDump = dumpDirOf(usersDumped.stdout);
+    const aliceFile = JSON.parse(await readFile(path.join(usersDump, 'users', `${encodeURIComponent(users.alice.userId)}.json`), 'utf8'));
+    assert.deepEqual(aliceFile.account_data.rooms[fromB]['m.fully_read'], { event_id: sent.fromB }, 'the user dump holds the read markers');
+
     const dumped = await s.steward.cli(['dump', 'rooms', '--out', path.join(s.steward.dir, 'dumps')]);
     assert.equal(dumped.code, 0, dumped.stderr);
     dump = dumpDirOf(dumped.stdout);
@@ -116,10 +149,14 @@ describe('restore rooms after a total loss', () => {
       return [admin.userId, admin.accessToken] as const;
     })()));
     assert.equal(await roomCount(), 0, 'A has lost every room');
+    await hsB.start();
     for (const name of ['alice', 'bob'] as const) {
       users[name] = await hsA.registerUser(name, { password: `${name}-password` });
       clients[name] = new MatrixTestClient(hsA.clientUrl, users[name].userId, users[name].accessToken);
     }
+    const restoredUsers = await s.steward.cli(['restore', 'users', usersDump, '--user', users.alice.userId, '--user', users.bob.userId]);
+    assert.equal(restoredUsers.code, 0, restoredUsers.stdout + restoredUsers.stderr);
+    assert.match(restoredUsers.stdout, /read markers \(m\.fully_read\) in 4 room\(s\): set by restore rooms once the rooms are back/);
   });
 
   after(async () => {
@@ -229,11 +266,36 @@ describe('restore rooms after a total loss', () => {
   });
 
   it('rejoins the shared room through B and recreates the local ones with their state, aliases, members and history', async () => {
+    const localAlias = `#local-room:${hsA.serverName}`;
+    // Meanwhile an admin has made a room with LOCAL's alias.
+    squatter = await adminA.createRoom({ name: 'Squatter', room_alias_name: 'local-room' });
+    const firstRun = await restore(dump, '--archive', archive);
+    assert.equal(firstRun.code, 0, firstRun.stdout + firstRun.stderr);
+    // LOCAL's alias is taken: the room is made, that step fails and is said.
+    assert.match(firstRun.stdout, /7 room\(s\) from .*: 2 rejoined, 2 recreated, 1 already restored, 1 partly, 1 skipped, 0 failed\./);
+    const lineIn = (out: string, roomId: string): string => out.split('\n').find((l) => l.startsWith(`${roomId} — `)) ?? '';
+    const line = (roomId: string): string => lineIn(firstRun.stdout, roomId);
+    assert.match(line(local), new RegExp(`recreated as !\\S+ .*alias ${escape(localAlias)} is taken \\(it points to ${escape(squatter)}\\): left as it is.*; a re-run retries what failed`));
+    const rooms = await roomCount();
+
+    // The cause fixed, a re-run sets the alias in the room already made, and creates nothing.
+    await adminA.request('DELETE', `/_matrix/client/v3/directory/room/${encodeURIComponent(localAlias)}`);
     const r = await restore(dump, '--archive', archive);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /6 room\(s\) from .*: 1 rejoined, 3 recreated, 1 already restored, 0 partly, 1 skipped, 0 failed/);
-    const line = (roomId: string): string => r.stdout.split('\n').find((l) => l.startsWith(`${roomId} — `)) ?? '';
-    assert.match(line(shared), new RegExp(`rejoined via ${escape(hsB.serverName)}: ${escape(users.alice.userId)}`));
+    assert.match(r.stdout, /7 room\(s\) from .*: 0 rejoined, 0 recreated, 5 already restored, 0 partly, 1 skipped, 0 failed, 1 completed \(what had failed is done now\)\./);
+    assert.equal(await roomCount(), rooms, 'no room made twice');
+    assert.match(lineIn(r.stdout, local), /restored before as !\S+; what had failed is done now \(aliases\)/);
+    {
+      const db = new Database(s.steward.dbPath, { readonly: true });
+      try {
+        assert.equal((db.prepare('SELECT count(*) AS n FROM restored_rooms WHERE old_room_id = ?').get(local) as { n: number }).n, 1);
+        assert.deepEqual(db.prepare('SELECT step, outcome FROM restored_room_steps WHERE old_room_id = ? ORDER BY step').all(local), [{ step: 'aliases', outcome: 'done' }, { step: 'directory', outcome: 'done' }, { step: 'members', outcome: 'done' }]);
+      } finally {
+        db.close();
+      }
+    }
+    assert.match(line(shared), new RegExp(`rejoined via ${escape(hsB.serverName)}: ${escape(users.alice.userId)}; read markers: 0 set, 1 not \\(${escape(users.alice.userId)}; see the list below\\)`));
+    assert.match(line(fromB), new RegExp(`rejoined via ${escape(hsB.serverName)}: ${escape(users.alice.userId)}; read markers: 1 set$`));
     const reportPath = /Report: (\S+)/.exec(r.stdout)?.[1];
     assert.ok(reportPath, 'the summary names the report');
     assert.equal((await stat(reportPath)).mode & 0o777, 0o600);
@@ -241,8 +303,22 @@ describe('restore rooms after a total loss', () => {
     assert.equal(report.format, 'steward.restore-rooms-report/1');
     assert.deepEqual(report.rooms.map((x: any) => x.roomId).sort(), [...r.stdout.matchAll(/^(!\S+) — /gm)].map((m) => m[1]).sort());
     newLocal = /recreated as (\S+)/.exec(line(local))?.[1] ?? '';
+    assert.equal(/restored before as ([^\s;]+)/.exec(lineIn(r.stdout, local))?.[1], newLocal, 'the re-run worked in the room the first run made');
     newSecret = /recreated as (\S+)/.exec(line(secret))?.[1] ?? '';
     assert.ok(newLocal.startsWith('!') && newLocal !== local, line(local));
+
+    // Read markers: exactly the two that could not be restored are reported, in the summary and the report.
+    const notRestored = [
+      { user_id: users.alice.userId, room_id: shared, event_id: sent.unseen, state: 'failed' },
+      { user_id: users.alice.userId, room_id: secret, event_id: sent.encrypted, state: 'lost' },
+    ].sort((a, b) => a.room_id.localeCompare(b.room_id));
+    assert.deepEqual(report.read_markers_not_restored.map(({ reason: _r, ...m }: any) => m), notRestored);
+    assert.match(r.stdout, /Read markers not restored \(2\):/);
+    assert.match(r.stdout, new RegExp(`\\n• ${escape(users.alice.userId)} in ${escape(secret)} \\(event ${escape(sent.encrypted!)}\\): the event it marks .* was not re-posted from the archive`));
+    assert.match(r.stdout, new RegExp(`\\n• ${escape(users.alice.userId)} in ${escape(shared)} \\(event ${escape(sent.unseen!)}\\): the event it marks .* is not known here`));
+    const marker = (roomId: string) => clients.alice.request('GET', `/_matrix/client/v3/user/${encodeURIComponent(users.alice.userId)}/rooms/${encodeURIComponent(roomId)}/account_data/m.fully_read`);
+    // FROM_B was rejoined: carol's message was fetched back from B (backfill) before the marker could be set.
+    assert.deepEqual(await marker(fromB), { event_id: sent.fromB });
 
     // SHARED: alice is in it again and sees carol's new message.
     assert.ok((await clients.alice.joinedRooms()).includes(shared));
@@ -287,6 +363,8 @@ describe('restore rooms after a total loss', () => {
     assert.ok(regret, 'the redacted message is redacted in the new room too');
     assert.ok(!JSON.stringify(history).includes('something bob regrets'));
     assert.equal(byOld.get(sent.last).content.body, 'last message');
+    // LOCAL was recreated: alice's marker is on the imported copy of the last message.
+    assert.deepEqual(await marker(newLocal), { event_id: byOld.get(sent.last).event_id });
 
     // TWELVE: version 12 again, alice its creator (so not in the users map), bob at 50.
     const newTwelve = /recreated as (\S+)/.exec(line(twelve))?.[1] ?? '';
@@ -323,7 +401,7 @@ describe('restore rooms after a total loss', () => {
     const [l, sh] = [await events(newLocal), await events(shared)];
     const r = await restore(dump, '--archive', archive);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /0 rejoined, 0 recreated, 5 already restored/);
+    assert.match(r.stdout, /0 rejoined, 0 recreated, 6 already restored/);
     assert.equal(await roomCount(), before);
     assert.deepEqual(await events(newLocal), l);
     assert.deepEqual(await events(shared), sh);
@@ -334,7 +412,7 @@ describe('restore rooms after a total loss', () => {
     await adminA.join(s.steward.adminRoomId);
     const { eventId } = await command(adminA, s.steward.adminRoomId, s.steward.botUserId, `!restore rooms ${dump} --dry-run`);
     const reply = await replyMatching(adminA, s.steward.adminRoomId, s.steward.botUserId, eventId, /finished|failed/, 60_000);
-    assert.match(reply.content.body, /Dry run, nothing was changed\. 6 room\(s\) in .*: 0 to restore, 5 already restored, 1 skipped/);
+    assert.match(reply.content.body, /Dry run, nothing was changed\. 7 room\(s\) in .*: 0 to restore, 6 already restored, 1 skipped/);
     assert.match(reply.content.body, new RegExp(`${escape(local)} — already restored as ${escape(newLocal)}`));
   });
 });

@@ -1,5 +1,6 @@
 // `restore users` end to end: users seeded fully on a real Synapse (profile and avatar, account data
-// global and per room, custom and changed default push rules, a pusher, a key backup with sessions,
+// global and per room, custom and changed default push rules, two pushers (one disabled, MSC3881
+// being on), a key backup with sessions,
 // cross-signing keys, a second device, passwords), dumped with their hashes; then Synapse's database
 // is deleted and it starts empty with the same server name and signing key; restore brings them
 // back: a fresh dump equals the first section by section, users log in with their old passwords, and
@@ -73,7 +74,8 @@ describe('restore users', () => {
   const session = { first_message_index: 0, forwarded_count: 0, is_verified: false, session_data: { ephemeral: 'ZXBoZW1lcmFs', ciphertext: 'Y2lwaGVydGV4dA', mac: 'bWFj' } };
 
   before(async () => {
-    s = await startStewardWithSynapse();
+    // MSC3881 on: pushers can be disabled, and GET /pushers and the admin API say which are.
+    s = await startStewardWithSynapse({ synapse: { extraConfig: { experimental_features: { msc3881_enabled: true } } } });
     alice = await s.hs.registerUser('alice', { displayname: 'Alice Liddell', password: 'alice-password' });
     bob = await s.hs.registerUser('bob', { displayname: 'Bob', password: 'bob-password' });
     const a = new MatrixTestClient(s.hs.clientUrl, alice.userId, alice.accessToken);
@@ -103,6 +105,10 @@ describe('restore users', () => {
     await a.setPusher({
       kind: 'http', app_id: 'org.example.app', pushkey: 'alice-pushkey', app_display_name: 'Example', device_display_name: 'Phone', lang: 'en',
       data: { url: 'http://127.0.0.1:1/_matrix/push/v1/notify' },
+    });
+    await a.setPusher({
+      kind: 'http', app_id: 'org.example.muted', pushkey: 'alice-muted', app_display_name: 'Muted', device_display_name: 'Tablet', lang: 'en',
+      data: { url: 'http://127.0.0.1:1/_matrix/push/v1/notify' }, 'org.matrix.msc3881.enabled': false,
     });
 
     const version = (await a.request('POST', '/_matrix/client/v3/room_keys/version', { algorithm: 'm.megolm_backup.v1.curve25519-aes-sha2', auth_data: { public_key: 'aGVsbG8gd29ybGQ' } })).version;
@@ -148,6 +154,8 @@ describe('restore users', () => {
     assert.deepEqual(doc.key_backup.rooms[roomId].sessions['session-one'], session);
     assert.equal(doc.profile.avatar_media.sha256, createHash('sha256').update(avatarBytes).digest('hex'));
     assert.equal(doc.password_hash, undefined, 'hashes stay out of the user files');
+    const enabled = Object.fromEntries(doc.pushers.map((p: any) => [p.app_id, p.enabled]));
+    assert.deepEqual(enabled, { 'org.example.app': true, 'org.example.muted': false }, 'the dump records which pushers are enabled');
   });
 
   it('on the same server, a dry run in the room finds nothing to change', async () => {
@@ -235,6 +243,8 @@ describe('restore users', () => {
     }
     const aliceNow = JSON.parse(await readFile(path.join(again.job.result.details.directory, 'users', fileFor(alice.userId)), 'utf8'));
     assert.notEqual(aliceNow.profile.avatar_url, null);
+    // Compared whole above; said once more: the disabled pusher came back disabled.
+    assert.equal(aliceNow.pushers.find((p: any) => p.app_id === 'org.example.muted')?.enabled, false);
     const order = aliceNow.push_rules.global.override.filter((x: any) => !x.default).map((x: any) => x.rule_id);
     assert.deepEqual(order, ['org.example.first', 'org.example.second']);
 
