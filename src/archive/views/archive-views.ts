@@ -129,8 +129,9 @@ export class ArchiveViewSet implements ArchiveViews {
   }
 
   /**
-   * Index and media of one room. The markdown waits for `renderDirty` (at the end of a run): the
-   * job hands over a room page by page, and a busy day would otherwise be rendered once per page.
+   * Index and media of one room. The markdown is written by `renderDirty`, for the days the pass
+   * has moved past (`roomAppended`), the rest of the room (`roomFinished`) and leftovers at the end
+   * of the run: a busy day spanning several pages is not rendered once per page.
    */
   private async syncRoomNow(room: ArchivedRoom, signal: AbortSignal): Promise<SyncSummary> {
     this.index.upsertRoom(room.roomId, room.roomVersion, room.dir);
