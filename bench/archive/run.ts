@@ -1,7 +1,7 @@
 // Benchmark of `steward archive` against a real Synapse (the test rig's), issue 8 §5.
 //
 //   node bench/archive/run.ts [--big 100000] [--mid 10000] [--rooms 100] [--events 1000]
-//                             [--concurrency 4] [--seed-concurrency 8] [--repeat 2]
+//                             [--concurrency 4] [--seed-concurrency 8] [--repeat 2] [--seed-dir DIR]
 //
 // Seeds one room of --big events, one of --mid, and --rooms rooms of --events each, through the
 // appservice with massaged timestamps (`?ts=`, spread over days), timing the seeding. Then, on
@@ -10,13 +10,18 @@
 // alternated --repeat times; the outputs must be byte-identical. Then a no-op re-run of (a), and
 // Steward's peak RSS archiving the --mid room alone and the --big room alone.
 // Prints a result block on stdout (progress on stderr); writes nothing into the repository.
+// Seeding the full set takes the better part of an hour (Synapse persists one room's events one
+// by one); --seed-dir keeps the seeded server there after the run, and a later run with the same
+// sizes and that --seed-dir measures on it again, quoting the original seeding time.
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { trackChild, trackDir, untrackDir } from '../../test/rig/reaper.ts';
+import { trackChild, trackDir, untrackDatabase, untrackDir } from '../../test/rig/reaper.ts';
 import { MAIN, startStewardWithSynapse } from '../../test/rig/steward.ts';
+import { reopenSynapse } from '../../test/rig/synapse.ts';
 import { callOk } from '../lib/http.ts';
 import { forEachLimit } from '../lib/pool.ts';
 import { cliStartupSeconds, cpuSeconds, findPid, machineBusySeconds, ProcSampler } from '../lib/proc.ts';
@@ -30,6 +35,7 @@ const { values: flags } = parseArgs({
     concurrency: { type: 'string', default: '4' },
     'seed-concurrency': { type: 'string', default: '8' },
     repeat: { type: 'string', default: '2' },
+    'seed-dir': { type: 'string' },
   },
   strict: true,
 });
@@ -84,17 +90,8 @@ async function contents(out: string): Promise<Map<string, string>> {
   return rooms;
 }
 
-const setup = await startStewardWithSynapse({ config: { archive: { page_size: 1000, concurrency: C } } });
-const work = await mkdtemp(path.join(os.tmpdir(), 'steward-bench-archive-'));
-trackDir(work);
-try {
-  const { hs, steward, admin } = setup;
-  const synapsePid = findPid(hs.configPath);
-  if (synapsePid === null) throw new Error('cannot find the Synapse process');
-  const version = await callOk<{ server_version: string }>('GET', `${hs.clientUrl}/_synapse/admin/v1/server_version`, { token: admin.accessToken });
-  const startup = await cliStartupSeconds(MAIN);
-  say(`Synapse ${version.server_version} (pid ${synapsePid}); steward CLI start-up ${startup.toFixed(2)} s`);
-
+/** Seeds the rooms on a fresh server; what it made, for this run and for --seed-dir. */
+async function seedServer({ hs, steward, admin }: Awaited<ReturnType<typeof startStewardWithSynapse>>): Promise<KeptSeed> {
   // The archive runs from the terminal; the service would only take every seeded event as an appservice transaction.
   await steward.stop();
   // Seeding: rooms created by the admin, messages sent as the admin through the appservice with ?ts=.
@@ -119,9 +116,62 @@ try {
     for (let i = 0; i < max; i++) for (const l of lanes) if (i < l.n) yield { room: l.room, i, n: l.n, span: l.span };
   };
   await forEachLimit(plan(), SEED_C, (j) => send(j.room, j.i, j.n, j.span));
-  const seedSeconds = (performance.now() - seedStart) / 1000;
+  return {
+    sizes, rigDir: hs.dir, configPath: steward.configPath, registrationPath: steward.registrationPath, asToken: steward.asToken, adminToken: admin.accessToken,
+    big, mid, small, seedSeconds: (performance.now() - seedStart) / 1000, seedConcurrency: SEED_C,
+  };
+}
+
+/** What a kept seeded server needs to be measured again: written to <seed-dir>/seed.json. */
+interface KeptSeed {
+  sizes: { big: number; mid: number; rooms: number; events: number };
+  rigDir: string;
+  configPath: string;
+  registrationPath: string;
+  asToken: string;
+  adminToken: string;
+  big: string;
+  mid: string;
+  small: string[];
+  seedSeconds: number;
+  seedConcurrency: number;
+}
+const sizes = { big: BIG, mid: MID, rooms: ROOMS, events: EVENTS };
+const seedFile = flags['seed-dir'] === undefined ? undefined : path.join(path.resolve(flags['seed-dir']), 'seed.json');
+const kept = seedFile !== undefined && existsSync(seedFile) ? (JSON.parse(await readFile(seedFile, 'utf8')) as KeptSeed) : undefined;
+if (kept && JSON.stringify(kept.sizes) !== JSON.stringify(sizes)) {
+  throw new Error(`${seedFile} holds a server seeded with ${JSON.stringify(kept.sizes)}, not ${JSON.stringify(sizes)}: remove it or pass those sizes`);
+}
+
+const setup = kept
+  ? await (async () => {
+    const hs = await reopenSynapse(kept.rigDir);
+    await hs.start();
+    return { hs, steward: { asToken: kept.asToken, configPath: kept.configPath, registrationPath: kept.registrationPath, stop: async () => {} }, admin: { accessToken: kept.adminToken } };
+  })()
+  : await startStewardWithSynapse({ config: { archive: { page_size: 1000, concurrency: C } } });
+const work = await mkdtemp(path.join(os.tmpdir(), 'steward-bench-archive-'));
+trackDir(work);
+try {
+  const { hs, steward, admin } = setup;
+  const synapsePid = findPid(hs.configPath);
+  if (synapsePid === null) throw new Error('cannot find the Synapse process');
+  const version = await callOk<{ server_version: string }>('GET', `${hs.clientUrl}/_synapse/admin/v1/server_version`, { token: admin.accessToken });
+  const startup = await cliStartupSeconds(MAIN);
+  say(`Synapse ${version.server_version} (pid ${synapsePid}); steward CLI start-up ${startup.toFixed(2)} s`);
+
+  const seed = kept ?? (await seedServer(setup as Awaited<ReturnType<typeof startStewardWithSynapse>>));
+  const { big, mid, seedSeconds } = seed;
   const total = BIG + MID + ROOMS * EVENTS;
-  say(`seeded ${total} events in ${ROOMS + 2} rooms in ${seedSeconds.toFixed(0)} s (${Math.round(total / seedSeconds)} events/s, seed concurrency ${SEED_C})`);
+  if (kept) say(`measuring on the server seeded earlier in ${kept.rigDir}`);
+  else say(`seeded ${total} events in ${ROOMS + 2} rooms in ${seedSeconds.toFixed(0)} s (${Math.round(total / seedSeconds)} events/s, seed concurrency ${SEED_C})`);
+  if (seedFile !== undefined && !kept) {
+    untrackDir(hs.dir);
+    if (hs.postgresDatabase !== undefined) untrackDatabase(hs.postgresDatabase);
+    await mkdir(path.dirname(seedFile), { recursive: true });
+    await writeFile(seedFile, JSON.stringify(seed, null, 2));
+    say(`seeded server kept in ${hs.dir}; ${seedFile} brings it back`);
+  }
 
   const cliArgs = (out: string, extra: string[] = []) => [MAIN, 'archive', '--out', out, '--concurrency', String(C), ...extra, '--json', '-c', steward.configPath, '-r', steward.registrationPath];
   const runs: { steward: number[]; plain: number[]; stewardSyn: number[]; plainSyn: number[]; stewardCpu: number[]; plainCpu: number[]; events: number; stewardRss: number } = { steward: [], plain: [], stewardSyn: [], plainSyn: [], stewardCpu: [], plainCpu: [], events: 0, stewardRss: 0 };
@@ -180,8 +230,8 @@ try {
   const s = median(runs.steward);
   const p = median(runs.plain);
   const lines = [
-    `Synapse ${version.server_version}, SQLite, ${os.cpus().length} cores (shared with other work: see machine load), concurrency ${C}, page 1000`,
-    `seeding: ${total} events (${BIG} + ${MID} + ${ROOMS}×${EVENTS}) in ${ROOMS + 2} rooms through the appservice with ?ts=, ${seedSeconds.toFixed(0)} s (${Math.round(total / seedSeconds)} events/s)`,
+    `Synapse ${version.server_version}, ${hs.database === 'postgres' ? 'PostgreSQL' : 'SQLite'}, ${os.cpus().length} cores (shared with other work: see machine load), concurrency ${C}, page 1000`,
+    `seeding: ${total} events (${BIG} + ${MID} + ${ROOMS}×${EVENTS}) in ${ROOMS + 2} rooms through the appservice with ?ts=, ${seedSeconds.toFixed(0)} s (${Math.round(total / seedSeconds)} events/s, seed concurrency ${seed.seedConcurrency}${kept ? ', seeded in an earlier run' : ''})`,
     `archive of every room (${runs.events} events), median of ${REPEAT}:`,
     `  steward archive   ${s.toFixed(1)} s  ${Math.round(runs.events / s)} events/s  peak RSS ${mib(runs.stewardRss)}  Synapse CPU ${Math.round((100 * median(runs.stewardSyn)) / s)}%, client ${Math.round((100 * median(runs.stewardCpu)) / s)}% of one core`,
     `  plain script      ${p.toFixed(1)} s  ${Math.round(runs.events / p)} events/s  Synapse CPU ${Math.round((100 * median(runs.plainSyn)) / p)}%, client ${Math.round((100 * median(runs.plainCpu)) / p)}% of one core`,
@@ -192,7 +242,8 @@ try {
   process.stdout.write(`${lines.join('\n')}\n`);
 } finally {
   await setup.steward.stop();
-  await setup.hs.cleanup();
+  if (kept || seedFile !== undefined) await setup.hs.stop();
+  else await setup.hs.cleanup();
   await rm(work, { recursive: true, force: true });
   untrackDir(work);
 }

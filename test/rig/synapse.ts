@@ -573,3 +573,20 @@ export async function startFederatingPair(
   }
   return [hs1, hs2];
 }
+
+/**
+ * A Synapse the rig prepared earlier and left on disk (a benchmark's seeded server), brought
+ * back from its own homeserver.yaml: same server name, ports, database and keys. Not started,
+ * and not tracked: the caller decides when the directory goes. Workers are not supported.
+ */
+export async function reopenSynapse(dir: string): Promise<SynapseInstance> {
+  const config = JSON.parse(await readFile(path.join(dir, 'homeserver.yaml'), 'utf8')) as Record<string, unknown>;
+  if (config['instance_map'] !== undefined) throw new Error(`${dir}: a Synapse with workers cannot be reopened`);
+  const serverPort = Number(/^localhost:(\d+)$/.exec(String(config['server_name']))?.[1]);
+  const httpPort = Number((config['listeners'] as { port?: unknown }[] | undefined)?.[0]?.port);
+  const secret = config['registration_shared_secret'];
+  if (!Number.isInteger(serverPort) || !Number.isInteger(httpPort) || typeof secret !== 'string') throw new Error(`${dir}/homeserver.yaml is not one the rig wrote`);
+  const database = config['database'] as { name?: string; args?: { dbname?: string; database?: string } } | undefined;
+  const postgresDatabase = database?.name === 'psycopg2' ? (database.args?.dbname ?? database.args?.database) : undefined;
+  return new Synapse({ name: path.basename(dir), dir, python: synapsePython(), httpPort, serverPort, registrationSharedSecret: secret, config, ...(postgresDatabase !== undefined ? { postgresDatabase } : {}) });
+}
