@@ -10,7 +10,24 @@ export type IndexDb = Database.Database;
  * rebuilt at any time. Not Steward's database. The rollback journal (not WAL) keeps it one file
  * that can be copied along with the archive.
  */
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
+// Most events point at nothing: indexing only those that do keeps four b-trees out of every
+// insert of a plain message (a lookup `column = ?` implies `IS NOT NULL`, so SQLite uses them).
+const RELATION_INDEXES = `
+  CREATE INDEX events_relates_to ON events (relates_to) WHERE relates_to IS NOT NULL;
+  CREATE INDEX events_redacts ON events (redacts) WHERE redacts IS NOT NULL;
+  CREATE INDEX events_reply_to ON events (reply_to) WHERE reply_to IS NOT NULL;
+  CREATE INDEX events_thread_root ON events (thread_root) WHERE thread_root IS NOT NULL;
+`;
+/** Version 1 indexed every event in the relation columns, and by sender and time (search filters the words' hits instead). */
+const MIGRATE_1_TO_2 = `
+  DROP INDEX events_relates_to;
+  DROP INDEX events_redacts;
+  DROP INDEX events_reply_to;
+  DROP INDEX events_thread_root;
+  DROP INDEX events_sender;
+  ${RELATION_INDEXES}
+`;
 const SCHEMA = `
   CREATE TABLE rooms (
     room_id TEXT PRIMARY KEY,
@@ -40,12 +57,7 @@ const SCHEMA = `
   );
   CREATE INDEX events_room_ts ON events (room_id, ts);
   CREATE INDEX events_room_day ON events (room_id, day, ts);
-  CREATE INDEX events_relates_to ON events (relates_to);
-  CREATE INDEX events_redacts ON events (redacts);
-  CREATE INDEX events_reply_to ON events (reply_to);
-  CREATE INDEX events_thread_root ON events (thread_root);
   CREATE INDEX events_room_type ON events (room_id, type, ts);
-  CREATE INDEX events_sender ON events (room_id, sender, ts);
   CREATE INDEX events_sender_depth ON events (room_id, sender, depth);
   CREATE TABLE members (
     event_id TEXT PRIMARY KEY,
@@ -91,6 +103,7 @@ const SCHEMA = `
     offset INTEGER NOT NULL
   );
   CREATE VIRTUAL TABLE events_fts USING fts5 (body, content = 'events', content_rowid = 'rowid', tokenize = 'unicode61 remove_diacritics 2');
+  ${RELATION_INDEXES}
 `;
 
 export function openIndex(path: string): IndexDb {
@@ -106,6 +119,11 @@ export function openIndex(path: string): IndexDb {
     if (version === 0) {
       db.transaction(() => {
         db.exec(SCHEMA);
+        db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      })();
+    } else if (version === 1) {
+      db.transaction(() => {
+        db.exec(MIGRATE_1_TO_2);
         db.pragma(`user_version = ${SCHEMA_VERSION}`);
       })();
     } else if (version !== SCHEMA_VERSION) {
@@ -127,6 +145,8 @@ export class ArchiveIndex {
   private readonly insertEventMedia;
   private readonly eventDay;
   private readonly pointingAt;
+  private readonly nextMember;
+  private readonly senderDays;
 
   constructor(db: IndexDb) {
     this.db = db;
@@ -135,9 +155,15 @@ export class ArchiveIndex {
     this.insertFts = db.prepare('INSERT INTO events_fts (rowid, body) VALUES (?, ?)');
     this.insertMember = db.prepare('INSERT OR IGNORE INTO members (event_id, room_id, user_id, ts, depth, membership, displayname, avatar_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
     this.insertEventMedia = db.prepare('INSERT OR IGNORE INTO event_media (event_id, room_id, mxc, encrypted) VALUES (?, ?, ?, ?)');
-    // One query per column, so each uses its index (an OR over three columns would scan the room);
+    // Per column, so each probes its own index (an OR over three columns would scan the room);
     // `+room_id` keeps the planner from preferring the room's index, which would scan the whole room.
-    this.pointingAt = (['relates_to', 'redacts', 'reply_to'] as const).map((column) => db.prepare<[string, string], { day: string }>(`SELECT DISTINCT day FROM events WHERE +room_id = ? AND ${column} = ?`));
+    this.pointingAt = db.prepare<{ room: string; ids: string }, string>(
+      ['relates_to', 'redacts', 'reply_to'].map((column) => `SELECT day FROM events WHERE +room_id = @room AND ${column} IN (SELECT value FROM json_each(@ids))`).join(' UNION ALL '),
+    ).pluck();
+    this.nextMember = db.prepare<[string, string, number, string], { depth: number }>(
+      'SELECT depth FROM members WHERE room_id = ? AND user_id = ? AND depth >= ? AND event_id != ? ORDER BY depth, ts LIMIT 1',
+    );
+    this.senderDays = db.prepare<[string, string, number, number], string>('SELECT DISTINCT day FROM events WHERE room_id = ? AND sender = ? AND depth >= ? AND depth <= ?').pluck();
     this.eventDay = db.prepare<[string, string], { day: string; thread_root: string | null }>('SELECT day, thread_root FROM events WHERE +room_id = ? AND event_id = ?');
   }
 
@@ -158,19 +184,27 @@ export class ArchiveIndex {
   }
 
   /**
-   * Adds one event (once: an event id already indexed is ignored) and returns the days whose
-   * markdown it changes: its own, and the day of the event it edits, reacts to, redacts or
-   * answers in a thread; for a member event, the days of the member's later events up to their
-   * next member event in room order (their name "as it was then" may have changed).
+   * Adds events (each once: an event id already indexed is ignored) and collects the days whose
+   * markdown they change: their own, the day of the event each edits, reacts to, redacts or
+   * answers in a thread, the days of events that point at one of them and were indexed first (a
+   * rebuild in day order, a late event); for a member event, the days of the member's later
+   * events up to their next member event in room order (their name "as it was then" may have changed).
    */
-  add(f: EventFacts, touched: Set<string>): void {
+  addAll(roomId: string, facts: Iterable<EventFacts>, touched: Set<string>): void {
+    const added: string[] = [];
+    for (const f of facts) if (this.add(f, touched)) added.push(f.eventId);
+    // Asked once for the whole batch: a probe per event cost more than the insert itself.
+    if (added.length > 0) for (const day of this.pointingAt.all({ room: roomId, ids: JSON.stringify(added) })) touched.add(day);
+  }
+
+  private add(f: EventFacts, touched: Set<string>): boolean {
     const info = this.insertEvent.run({
       ...f,
       content: JSON.stringify(f.content),
       original: f.original ? JSON.stringify(f.original) : null,
       redacted: f.redacted ? 1 : 0,
     });
-    if (info.changes === 0) return;
+    if (info.changes === 0) return false;
     if (f.body !== null) this.insertFts.run(info.lastInsertRowid, f.body);
     touched.add(f.day);
     for (const target of [f.relatesTo, f.redacts, f.threadRoot, f.replyTo]) {
@@ -185,7 +219,6 @@ export class ArchiveIndex {
       }
     }
     // Events that point at this one and were indexed first (a rebuild in day order, a late event).
-    for (const pointing of this.pointingAt) for (const row of pointing.all(f.roomId, f.eventId)) touched.add(row.day);
     for (const m of f.media) this.insertEventMedia.run(f.eventId, f.roomId, m.mxc, m.encrypted ? 1 : 0);
     if (f.type === 'm.room.member' && f.stateKey !== null) {
       const c = f.content;
@@ -193,14 +226,10 @@ export class ArchiveIndex {
         typeof c.membership === 'string' ? c.membership : null,
         typeof c.displayname === 'string' ? c.displayname : null,
         typeof c.avatar_url === 'string' ? c.avatar_url : null);
-      const next = this.db.prepare<[string, string, number, string], { depth: number }>(
-        'SELECT depth FROM members WHERE room_id = ? AND user_id = ? AND depth >= ? AND event_id != ? ORDER BY depth, ts LIMIT 1',
-      ).get(f.roomId, f.stateKey, f.depth, f.eventId);
-      const later = this.db.prepare<[string, string, number, number], { day: string }>(
-        'SELECT DISTINCT day FROM events WHERE room_id = ? AND sender = ? AND depth >= ? AND depth <= ?',
-      ).all(f.roomId, f.stateKey, f.depth, next?.depth ?? Number.MAX_SAFE_INTEGER);
-      for (const row of later) touched.add(row.day);
+      const next = this.nextMember.get(f.roomId, f.stateKey, f.depth, f.eventId);
+      for (const day of this.senderDays.all(f.roomId, f.stateKey, f.depth, next?.depth ?? Number.MAX_SAFE_INTEGER)) touched.add(day);
     }
+    return true;
   }
 
   markDirty(roomId: string, days: Iterable<string>): void {

@@ -337,7 +337,7 @@ class Batch {
     this.lines = [];
     this.offsets.clear();
     this.index.db.transaction(() => {
-      for (const line of lines) this.index.add(eventFacts(line), this.touched);
+      this.index.addAll(this.roomId, lines.map(eventFacts), this.touched);
       for (const [rel, offset] of offsets) this.index.setFileOffset(rel, offset);
       this.index.markDirty(this.roomId, this.touched);
     })();
