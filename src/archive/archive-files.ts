@@ -34,8 +34,11 @@ export async function writeJsonIfChanged(file: string, value: unknown): Promise<
   return true;
 }
 
-/** `archive.json`, written once: it carries the creation time, so it is never rewritten. */
-export async function ensureArchiveManifest(out: string, serverName: string, now = Date.now()): Promise<Result<void>> {
+/**
+ * `archive.json`, written once: it carries the creation time, so it is never rewritten.
+ * `created`: there was none, so whatever Steward remembers of this folder is of files now gone.
+ */
+export async function ensureArchiveManifest(out: string, serverName: string, now = Date.now()): Promise<Result<{ created: boolean }>> {
   try {
     await mkdir(out, { recursive: true, mode: 0o700 });
     const file = join(out, 'archive.json');
@@ -48,10 +51,10 @@ export async function ensureArchiveManifest(out: string, serverName: string, now
         return fail('E_ARCHIVE_FOREIGN', `${file} is not an archive manifest (not JSON); refusing to write into ${out}.`);
       }
       if ((parsed as { format?: unknown })?.format !== ARCHIVE_FORMAT) return fail('E_ARCHIVE_FOREIGN', `${file} is not a ${ARCHIVE_FORMAT} manifest; refusing to write into ${out}.`);
-      return ok(undefined);
+      return ok({ created: false });
     }
     await writeFileAtomic(file, `${JSON.stringify({ format: ARCHIVE_FORMAT, server_name: serverName, created_ts: now }, null, 2)}\n`, 0o600);
-    return ok(undefined);
+    return ok({ created: true });
   } catch (err) {
     return fail('E_ARCHIVE_DIR', `Cannot prepare the archive folder ${out}: ${errorMessage(err)}`);
   }

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { isJsonObject, type JsonObject } from '../federation/json-object.ts';
 import { roomVersion, type RoomVersion } from '../federation/room-versions.ts';
@@ -116,6 +117,10 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
 
       const prepared = await ensureArchiveManifest(args.out, deps.serverName);
       if (!prepared.ok) return prepared;
+      // The folder was deleted or replaced by an empty one: remembering its rooms would skip every
+      // event they held, and the new archive would silently lack them.
+      const forgotten = prepared.value.created ? deps.store.forget(args.out) : 0;
+      if (forgotten > 0) ctx.log.warn({ out: args.out, rooms: forgotten }, 'archive folder has no archive.json any more; archiving it anew');
       const views = deps.views({ out: args.out, media: args.media });
       if (!views.ok) return { ok: false, error: failure(views.error.code, `The archive views cannot start: ${views.error.human}`, views.error.log) };
       try {
@@ -152,7 +157,8 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
         totals.flagged ? `${totals.flagged} soft-failed or policy-flagged` : '',
         counters.failed ? `${counters.failed} failed` : '',
       ].filter(Boolean);
-      const summary = `${counters.done} room${counters.done === 1 ? '' : 's'} archived to ${args.out}: ${totals.events} new events, ${bytesText(totals.bytes)}${notes.length ? `; ${notes.join(', ')}` : ''}${sayNote ? `\n${note}` : ''}`;
+      const anew = forgotten > 0 ? `\n${args.out} had no archive.json (deleted or emptied?): the ${forgotten} room${forgotten === 1 ? '' : 's'} Steward had archived there were archived again from their first event.` : '';
+      const summary = `${counters.done} room${counters.done === 1 ? '' : 's'} archived to ${args.out}: ${totals.events} new events, ${bytesText(totals.bytes)}${notes.length ? `; ${notes.join(', ')}` : ''}${anew}${sayNote ? `\n${note}` : ''}`;
       return ok({ summary, details: { directory: args.out, rooms: counters.done, rooms_failed: counters.failed, ...totals } });
     },
   };
@@ -160,7 +166,13 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
   /** One pass over one room: pages from where the last pass began, known events skipped, new ones appended. */
   async function archiveRoom(roomId: string, args: ArchiveArgs, views: ArchiveViews, totals: Totals, ctx: JobContext): Promise<Result<void>> {
     const opts = { signal: ctx.signal };
-    const known = deps.store.room(args.out, roomId);
+    let known = deps.store.room(args.out, roomId);
+    if (known && !existsSync(join(args.out, 'rooms', known.dirName, 'room.json'))) {
+      // Its folder was removed: the events Steward remembers are no longer on disk.
+      ctx.log.warn({ roomId, dir: known.dirName }, 'archived room folder is gone; archiving the room anew');
+      deps.store.forget(args.out, roomId);
+      known = undefined;
+    }
     // Taken before the room is read: whatever is persisted after it is read again next time.
     const current = known?.passStarted ? null : await deps.api.roomToken(roomId, opts);
     if (current && !current.ok) {

@@ -125,6 +125,14 @@ export class ArchiveStore {
     ).run(now, jobId, room);
   }
 
+  /** Forgets an archive folder (or one room of it) whose files are gone: archived again from the first event. */
+  forget(outDir: string, roomId?: string): number {
+    const res = roomId === undefined
+      ? this.db.prepare('DELETE FROM archive_rooms WHERE out_dir = ?').run(outDir)
+      : this.db.prepare('DELETE FROM archive_rooms WHERE out_dir = ? AND room_id = ?').run(outDir, roomId);
+    return res.changes;
+  }
+
   /** Forgets a pass's position so the next one reads the room from its start (dedupe keeps it exact). */
   resetStream(room: number): void {
     this.db.prepare('UPDATE archive_rooms SET stream_token = NULL, pass_token = NULL, page_token = NULL, pass_started = 0 WHERE id = ?').run(room);

@@ -6,7 +6,7 @@
 // byte-identical to an uninterrupted run; `!archive status` reports what is archived.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFile, readFile, stat } from 'node:fs/promises';
+import { appendFile, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -148,6 +148,24 @@ describe('archive', () => {
     assert.equal(again.code, 0, again.stderr);
     assert.match(JSON.parse(again.stdout).job.result.summary, / 0 new events/);
     assert.deepEqual(await snapshotFiles(out), afterRun, 'no byte and no mtime changed');
+  });
+
+  it('archives a room folder or a whole archive that was deleted anew, to the same bytes', async () => {
+    const texts = async (): Promise<Map<string, string>> => new Map([...(await snapshotFiles(out))].filter(([rel]) => /\.(jsonl|md)$|room\.json$/.test(rel)).map(([rel, f]) => [rel, f.text]));
+    const before = await texts();
+    const secondDir = [...before.keys()].find((rel) => rel.endsWith('room.json') && JSON.parse(before.get(rel)!).room_id === second);
+    assert.ok(secondDir, 'the second room has a folder');
+    await rm(path.join(out, path.dirname(secondDir)), { recursive: true });
+    const room = await cli([]);
+    assert.equal(room.code, 0, room.stderr + room.stdout);
+    assert.doesNotMatch(JSON.parse(room.stdout).job.result.summary, / 0 new events/);
+    assert.deepEqual(await texts(), before, 'the room folder is written again as it was');
+
+    await rm(out, { recursive: true });
+    const all = await cli([]);
+    assert.equal(all.code, 0, all.stderr + all.stdout);
+    assert.match(JSON.parse(all.stdout).job.result.summary, /had no archive\.json .*archived again from their first event/);
+    assert.deepEqual(await texts(), before, 'the whole archive is written again as it was');
   });
 
   it('resumes a run killed with SIGKILL (a torn line left behind) to output byte-identical to an uninterrupted run', async () => {
