@@ -11,7 +11,7 @@ import { describeSchedule } from './schedule.ts';
 function outOf(ctx: CommandContext, given: string | undefined): string {
   const out = given ?? ctx.config.archive.out;
   // A relative --out is relative to where the admin is: the shell's folder, or the archive folder for the room.
-  return isAbsolute(out) ? out : ctx.frontEnd === 'terminal' ? resolve(out) : resolve(ctx.config.archive.out, out);
+  return isAbsolute(out) ? resolve(out) : ctx.frontEnd === 'terminal' ? resolve(out) : resolve(ctx.config.archive.out, out);
 }
 
 export const archiveCommand: Command = {

@@ -42,7 +42,11 @@ export async function ensureArchiveManifest(out: string, serverName: string, now
   try {
     await mkdir(out, { recursive: true, mode: 0o700 });
     const file = join(out, 'archive.json');
-    const current = await readFile(file, 'utf8').catch(() => null);
+    // Only a manifest that is not there makes a new archive: one that cannot be read is an error.
+    const current = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return null;
+      throw err;
+    });
     if (current !== null) {
       let parsed: unknown;
       try {
@@ -81,10 +85,13 @@ export class DayFileAppender {
   private readonly roomDir: string;
   private readonly committed = new Map<string, ArchiveFileRow>();
   private readonly checked = new Set<string>();
+  /** The room is new to Steward's database: any bytes already in its files are not Steward's to cut. */
+  private readonly firstPass: boolean;
 
-  constructor(roomDir: string, committed: readonly ArchiveFileRow[]) {
+  constructor(roomDir: string, committed: readonly ArchiveFileRow[], opts: { firstPass?: boolean } = {}) {
     this.roomDir = roomDir;
     for (const f of committed) this.committed.set(f.day, f);
+    this.firstPass = opts.firstPass ?? false;
   }
 
   /** Appends each day's text and flushes it to disk; returns the new lengths to commit. */
@@ -123,6 +130,9 @@ export class DayFileAppender {
           const size = (await handle.stat()).size;
           if (size < before.length) {
             return fail('E_ARCHIVE_DAMAGED', `${file} is shorter (${size} bytes) than the ${before.length} bytes archived into it: it was changed outside Steward; restore it from a backup, or remove the room from the archive to start it again.`);
+          }
+          if (size > before.length && this.firstPass) {
+            return fail('E_ARCHIVE_UNKNOWN_FILES', `${file} already holds ${size} bytes that Steward's database has no record of (written with another Steward database or an old backup of it, or the folder was reached under another path); refusing to cut them. Archive into a new folder, or move this room's folder away to archive the room anew.`);
           }
           if (size > before.length) await handle.truncate(before.length);
           created = size === 0 && before.length === 0;

@@ -4,10 +4,12 @@ import { isJsonObject, type JsonObject } from '../federation/json-object.ts';
 import { roomVersion, type RoomVersion } from '../federation/room-versions.ts';
 import type { SynapseAdmin } from '../homeserver/synapse-admin.ts';
 import { roomKey, type SynapseArchiveApi } from '../homeserver/synapse-archive.ts';
+import type { JobResult } from '../jobs/job-store.ts';
 import type { JobContext, JobDefinition } from '../jobs/runner.ts';
 import type { KeyValueStore } from '../store/kv.ts';
 import { forEachConcurrent } from '../util/pool.ts';
 import { errorMessage, failure, ok, type Failure, type Result } from '../util/result.ts';
+import { lockArchive } from './archive-lock.ts';
 import { DayFileAppender, ensureArchiveManifest, roomDirName, roomDocument, writeJsonIfChanged } from './archive-files.ts';
 import type { ArchiveAnnotations, ArchiveLine, ArchivedRoom } from './archive-line.ts';
 import { dayOf, eventIdOf, flagsOf, isRedacted, lineOf, normaliseEvent, originalAnnotations, redactionTarget, serializeLine, validTimestamp, type OriginalLookup } from './archive-event.ts';
@@ -112,56 +114,69 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
     },
     async run(ctx: JobContext) {
       const args = parseArchiveArgs(ctx.job.args);
-      const resumed = ctx.resumeFrom as Partial<ArchiveCheckpoint> | undefined;
-      const totals: Totals = { startedTs: Date.now(), events: 0, bytes: 0, redacted: 0, originalsKept: 0, originalsMissing: 0, flagged: 0, ...resumed };
-
       const prepared = await ensureArchiveManifest(args.out, deps.serverName);
       if (!prepared.ok) return prepared;
-      // The folder was deleted or replaced by an empty one: remembering its rooms would skip every
-      // event they held, and the new archive would silently lack them.
-      const forgotten = prepared.value.created ? deps.store.forget(args.out) : 0;
-      if (forgotten > 0) ctx.log.warn({ out: args.out, rooms: forgotten }, 'archive folder has no archive.json any more; archiving it anew');
-      const views = deps.views({ out: args.out, media: args.media });
-      if (!views.ok) return { ok: false, error: failure(views.error.code, `The archive views cannot start: ${views.error.human}`, views.error.log) };
+      const lock = await lockArchive(args.out, ctx.job.id);
+      if (!lock.ok) return lock;
       try {
-        const listed = args.rooms.length > 0 ? ok([...args.rooms]) : await allRooms(deps.admin, ctx.signal);
-        if (!listed.ok) return listed;
-        ctx.setTotal(listed.value.length);
-        ctx.checkpoint(totals);
-
-        const archiveOne = async (roomId: string): Promise<void> => {
-          const row = deps.store.room(args.out, roomId);
-          // Finished earlier in this same job, before it was interrupted.
-          if (row && row.lastPassJob === ctx.job.id && !row.passStarted) return;
-          const outcome = await archiveRoom(roomId, args, views.value, totals, ctx);
-          if (ctx.signal.aborted) return;
-          if (outcome.ok) ctx.advance();
-          else ctx.itemFailed(roomId, outcome.error);
-          ctx.checkpoint(totals);
-        };
-        await forEachConcurrent(listed.value, args.concurrency, archiveOne, ctx.signal);
-        if (ctx.signal.aborted) return { ok: false, error: failure('E_CANCELLED', 'stopped') };
-        await views.value.runFinished();
+        return await runLocked(ctx, args, prepared.value.created);
       } finally {
-        views.value.close();
+        await lock.value.release();
       }
-
-      const counters = ctx.counters();
-      const retention = await deps.retention();
-      const note = retentionNote(retention);
-      // Said once (and again only if what there is to say changes).
-      const sayNote = note !== undefined && deps.kv.get(RETENTION_NOTE_KEY) !== note;
-      if (note !== undefined) deps.kv.set(RETENTION_NOTE_KEY, note);
-      const notes = [
-        totals.redacted ? `${totals.redacted} redacted (${totals.originalsKept} originals kept, ${totals.originalsMissing} missing)` : '',
-        totals.flagged ? `${totals.flagged} soft-failed or policy-flagged` : '',
-        counters.failed ? `${counters.failed} failed` : '',
-      ].filter(Boolean);
-      const anew = forgotten > 0 ? `\n${args.out} had no archive.json (deleted or emptied?): the ${forgotten} room${forgotten === 1 ? '' : 's'} Steward had archived there were archived again from their first event.` : '';
-      const summary = `${counters.done} room${counters.done === 1 ? '' : 's'} archived to ${args.out}: ${totals.events} new events, ${bytesText(totals.bytes)}${notes.length ? `; ${notes.join(', ')}` : ''}${anew}${sayNote ? `\n${note}` : ''}`;
-      return ok({ summary, details: { directory: args.out, rooms: counters.done, rooms_failed: counters.failed, ...totals } });
     },
   };
+
+  async function runLocked(ctx: JobContext, args: ArchiveArgs, createdNow: boolean): Promise<Result<JobResult>> {
+    const resumed = ctx.resumeFrom as Partial<ArchiveCheckpoint> | undefined;
+    const totals: Totals = { startedTs: Date.now(), events: 0, bytes: 0, redacted: 0, originalsKept: 0, originalsMissing: 0, flagged: 0, ...resumed };
+    // The folder was deleted or replaced by an empty one: remembering its rooms would skip every
+    // event they held, and the new archive would silently lack them.
+    const forgotten = createdNow ? deps.store.forget(args.out) : 0;
+    if (forgotten > 0) ctx.log.warn({ out: args.out, rooms: forgotten }, 'archive folder has no archive.json any more; archiving it anew');
+    const views = deps.views({ out: args.out, media: args.media });
+    if (!views.ok) return { ok: false, error: failure(views.error.code, `The archive views cannot start: ${views.error.human}`, views.error.log) };
+    try {
+      const listed = args.rooms.length > 0 ? ok([...args.rooms]) : await allRooms(deps.admin, ctx.signal);
+      if (!listed.ok) return listed;
+      ctx.setTotal(listed.value.length);
+      ctx.checkpoint(totals);
+
+      const archiveOne = async (roomId: string): Promise<void> => {
+        const row = deps.store.room(args.out, roomId);
+        // Finished earlier in this same job, before it was interrupted.
+        if (row && row.lastPassJob === ctx.job.id && !row.passStarted) return;
+        const outcome = await archiveRoom(roomId, args, views.value, totals, ctx).catch((err: unknown): Result<void> => {
+          // A database or disk failure inside one room (SQLITE_FULL, EIO) is that room's failure: the others go on.
+          ctx.log.error({ err, roomId }, 'archiving a room failed');
+          return { ok: false, error: failure('E_ARCHIVE_ROOM', `archiving the room failed: ${errorMessage(err)}`) };
+        });
+        if (ctx.signal.aborted) return;
+        if (outcome.ok) ctx.advance();
+        else ctx.itemFailed(roomId, outcome.error);
+        ctx.checkpoint(totals);
+      };
+      await forEachConcurrent(listed.value, args.concurrency, archiveOne, ctx.signal);
+      if (ctx.signal.aborted) return { ok: false, error: failure('E_CANCELLED', 'stopped') };
+      await views.value.runFinished();
+    } finally {
+      views.value.close();
+    }
+
+    const counters = ctx.counters();
+    const retention = await deps.retention();
+    const note = retentionNote(retention);
+    // Said once (and again only if what there is to say changes).
+    const sayNote = note !== undefined && deps.kv.get(RETENTION_NOTE_KEY) !== note;
+    if (note !== undefined) deps.kv.set(RETENTION_NOTE_KEY, note);
+    const notes = [
+      totals.redacted ? `${totals.redacted} redacted (${totals.originalsKept} originals kept, ${totals.originalsMissing} missing)` : '',
+      totals.flagged ? `${totals.flagged} soft-failed or policy-flagged` : '',
+      counters.failed ? `${counters.failed} failed` : '',
+    ].filter(Boolean);
+    const anew = forgotten > 0 ? `\n${args.out} had no archive.json (deleted or emptied?): the ${forgotten} room${forgotten === 1 ? '' : 's'} Steward had archived there were archived again from their first event.` : '';
+    const summary = `${counters.done} room${counters.done === 1 ? '' : 's'} archived to ${args.out}: ${totals.events} new events, ${bytesText(totals.bytes)}${notes.length ? `; ${notes.join(', ')}` : ''}${anew}${sayNote ? `\n${note}` : ''}`;
+    return ok({ summary, details: { directory: args.out, rooms: counters.done, rooms_failed: counters.failed, ...totals } });
+  }
 
   /** One pass over one room: pages from where the last pass began, known events skipped, new ones appended. */
   async function archiveRoom(roomId: string, args: ArchiveArgs, views: ArchiveViews, totals: Totals, ctx: JobContext): Promise<Result<void>> {
@@ -212,7 +227,7 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
       from = args.full ? undefined : row.streamToken ?? undefined;
     }
     const room: ArchivedRoom = { roomId, roomVersion: versionId, dir };
-    const appender = new DayFileAppender(dir, deps.store.files(row.id));
+    const appender = new DayFileAppender(dir, deps.store.files(row.id), { firstPass: known === undefined });
 
     // One page is always being read ahead: the homeserver serves the next page while this one is
     // written, so a big room costs the longer of the two rather than their sum.
@@ -228,6 +243,8 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
 
       const lines = await newLines(roomId, row.id, version.value, chunk, totals, ctx);
       if (!lines.ok) return lines;
+      // Stopped while looking up originals: the page is not complete, so it is not committed.
+      if (ctx.signal.aborted) return ok(undefined);
       const byDay = new Map<string, { text: string; lines: number }>();
       let bytes = 0;
       let minTs: number | null = null;
@@ -287,7 +304,7 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
       if (annotations.soft_failed || annotations.policy_spammy) totals.flagged += 1;
       const target = isRedacted(raw) ? id.value : redactionTarget(raw);
       if (target !== undefined) {
-        const original = originalAnnotations(await lookupOriginal(target, ctx.signal), version);
+        const original = originalAnnotations(await lookupOriginal(roomId, target, ctx.signal), version);
         if (ctx.signal.aborted) return ok([]);
         if (isRedacted(raw)) {
           annotations = { redacted: true, ...annotations };
@@ -302,7 +319,7 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
     return ok(lines);
   }
 
-  async function lookupOriginal(eventId: string, signal: AbortSignal): Promise<OriginalLookup> {
+  async function lookupOriginal(roomId: string, eventId: string, signal: AbortSignal): Promise<OriginalLookup> {
     const fetched = await deps.api.fetchEvent(eventId, { signal });
     if (!fetched.ok) {
       return fetched.error.status === 404
@@ -310,7 +327,10 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
         : { kind: 'error', error: fetched.error.human };
     }
     const event = fetched.value.event;
-    return isJsonObject(event) ? { kind: 'found', event: event as JsonObject } : { kind: 'error', error: 'fetch_event answered without an event' };
+    if (!isJsonObject(event)) return { kind: 'error', error: 'fetch_event answered without an event' };
+    // A redaction can name an event of another room (the server refuses to apply it); that event is not this room's to keep.
+    if (event.room_id !== roomId) return { kind: 'not-found', error: `the redacted event belongs to another room (${String(event.room_id)})` };
+    return { kind: 'found', event: event as JsonObject };
   }
 }
 

@@ -13,7 +13,7 @@ const DEFAULT_LIMIT = 20;
 function archiveOut(ctx: CommandContext, flag: string | undefined): string {
   const configured = ctx.config.archive.out;
   if (flag === undefined) return configured;
-  return isAbsolute(flag) ? flag : ctx.frontEnd === 'terminal' ? resolve(flag) : resolve(configured, flag);
+  return isAbsolute(flag) ? resolve(flag) : ctx.frontEnd === 'terminal' ? resolve(flag) : resolve(configured, flag);
 }
 
 export const archiveSearchCommand: Command = {

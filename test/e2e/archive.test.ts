@@ -6,7 +6,8 @@
 // byte-identical to an uninterrupted run; `!archive status` reports what is archived.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFile, readFile, rm, stat } from 'node:fs/promises';
+import { appendFile, cp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -166,6 +167,27 @@ describe('archive', () => {
     assert.equal(all.code, 0, all.stderr + all.stdout);
     assert.match(JSON.parse(all.stdout).job.result.summary, /had no archive\.json .*archived again from their first event/);
     assert.deepEqual(await texts(), before, 'the whole archive is written again as it was');
+  });
+
+  it('refuses to cut day files it has no record of (a copied folder), and a folder another run is writing', async () => {
+    const copy = path.join(s.steward.dir, 'archive-copy');
+    await cp(out, copy, { recursive: true });
+    const before = await snapshotFiles(copy);
+    const copied = await cli(['--out', copy]);
+    const job = JSON.parse(copied.stdout).job;
+    assert.ok(job.failed >= 2, copied.stdout);
+    assert.match(copied.stdout, /no record of .*refusing to cut them/);
+    const after = await snapshotFiles(copy, (rel) => rel === 'archive.sqlite');
+    for (const [rel, f] of after) if (rel.endsWith('.jsonl')) assert.equal(f.text, before.get(rel)?.text, `${rel} untouched`);
+
+    // A live process holds the folder: this run leaves it alone.
+    await writeFile(path.join(out, '.steward-archive.lock'), JSON.stringify({ pid: process.pid, host: os.hostname(), job: 999, since: Date.now() }));
+    const busy = await cli([]);
+    assert.notEqual(busy.code, 0);
+    assert.match(busy.stdout + busy.stderr, /being written by job #999/);
+    await rm(path.join(out, '.steward-archive.lock'));
+    const free = await cli([]);
+    assert.equal(free.code, 0, free.stderr + free.stdout);
   });
 
   it('resumes a run killed with SIGKILL (a torn line left behind) to output byte-identical to an uninterrupted run', async () => {

@@ -98,7 +98,7 @@ export function searchArchive(out: string, q: SearchQuery): Result<SearchAnswer>
   }
   if (fromTs !== undefined && toTs !== undefined && fromTs >= toTs) return fail('E_USAGE', `--from ${q.from} is after --to ${q.to}.`);
   const file = indexPath(out);
-  if (!existsSync(file)) return fail('E_ARCHIVE_MISSING', `There is no archive index at ${file}. Run \`archive\` first (or \`archive reindex\` if the day files are there).`);
+  if (!existsSync(file)) return fail('E_ARCHIVE_MISSING', `There is no archive index at ${file}. Run \`archive\` first: it writes the index, and rebuilds it from the day files when they are already there.`);
   let db: Database.Database;
   try {
     db = new Database(file, { readonly: true, fileMustExist: true });

@@ -18,7 +18,7 @@ export interface ArchiveViewsDeps {
   /** Needed with `media`: downloads as the bot (authenticated media) and reads media metadata from the admin API. */
   readonly http?: HomeserverHttp;
   readonly log: Logger;
-  /** Media larger than this are recorded as failures, not downloaded (archive.media_max_bytes). */
+  /** Media larger than this are recorded as failures, not downloaded (archive.media_max_mb). */
   readonly mediaMaxBytes?: number;
 }
 

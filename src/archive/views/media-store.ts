@@ -80,7 +80,7 @@ export class MediaStore {
     const info = await http.request<{ media_info?: AdminMediaInfo }>('GET', path`/_synapse/admin/v1/media/${server}/${mediaId}`, { signal });
     const meta = info.ok ? info.value.media_info ?? {} : {};
     if (typeof meta.media_length === 'number' && meta.media_length > maxBytes) {
-      return fail('E_MEDIA_TOO_LARGE', `${mxc} is ${meta.media_length} bytes, over the archive's cap of ${maxBytes} (archive.media_max_bytes)`);
+      return fail('E_MEDIA_TOO_LARGE', `${mxc} is ${meta.media_length} bytes, over the archive's cap of ${maxBytes} (archive.media_max_mb)`);
     }
     const answer = await http.stream(path`/_matrix/client/v1/media/download/${server}/${mediaId}`, { signal });
     if (!answer.ok) return fail(answer.error.errcode ?? answer.error.code, `cannot download ${mxc}: ${answer.error.human}`, answer.error.log);
@@ -109,7 +109,7 @@ export class MediaStore {
     await handle.close();
     if (tooLarge) {
       await rm(temp, { force: true });
-      return fail('E_MEDIA_TOO_LARGE', `${mxc} is larger than the archive's cap of ${maxBytes} bytes (archive.media_max_bytes)`);
+      return fail('E_MEDIA_TOO_LARGE', `${mxc} is larger than the archive's cap of ${maxBytes} bytes (archive.media_max_mb)`);
     }
     const sha256 = hash.digest('hex');
     if (typeof meta.sha256 === 'string' && meta.sha256 !== '' && meta.sha256.toLowerCase() !== sha256) {
