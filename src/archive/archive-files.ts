@@ -1,4 +1,4 @@
-import { open, readFile, mkdir } from 'node:fs/promises';
+import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileNameFor } from '../dump/dump-files.ts';
 import { writeFileAtomic } from '../util/atomic-write.ts';
@@ -73,6 +73,20 @@ export function roomDocument(roomId: string, roomVersion: string, details: Recor
     creator: typeof details.creator === 'string' ? details.creator : null,
     encrypted: typeof details.encryption === 'string' ? details.encryption : null,
   };
+}
+
+/**
+ * The room's committed day files that are gone or shorter than archived (changed outside Steward).
+ * Checked before every pass, so the loss is reported even when the room has nothing new.
+ */
+export async function damagedDayFiles(roomDir: string, committed: readonly ArchiveFileRow[]): Promise<string[]> {
+  const damaged: string[] = [];
+  for (const f of committed) {
+    if (f.length === 0) continue;
+    const size = await stat(dayFile(roomDir, f.day)).then((st) => st.size, () => -1);
+    if (size < f.length) damaged.push(size < 0 ? `${f.day} missing` : `${f.day} ${size} of ${f.length} bytes`);
+  }
+  return damaged;
 }
 
 /**

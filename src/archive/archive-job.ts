@@ -10,7 +10,7 @@ import type { KeyValueStore } from '../store/kv.ts';
 import { forEachConcurrent } from '../util/pool.ts';
 import { errorMessage, failure, ok, type Failure, type Result } from '../util/result.ts';
 import { lockArchive } from './archive-lock.ts';
-import { DayFileAppender, ensureArchiveManifest, roomDirName, roomDocument, writeJsonIfChanged } from './archive-files.ts';
+import { damagedDayFiles, DayFileAppender, ensureArchiveManifest, roomDirName, roomDocument, writeJsonIfChanged } from './archive-files.ts';
 import type { ArchiveAnnotations, ArchiveLine, ArchivedRoom } from './archive-line.ts';
 import { dayOf, eventIdOf, flagsOf, isRedacted, lineOf, normaliseEvent, originalAnnotations, redactionTarget, serializeLine, validTimestamp, type OriginalLookup } from './archive-event.ts';
 import type { ArchiveStore } from './archive-store.ts';
@@ -187,6 +187,12 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
       ctx.log.warn({ roomId, dir: known.dirName }, 'archived room folder is gone; archiving the room anew');
       deps.store.forget(args.out, roomId);
       known = undefined;
+    }
+    if (known) {
+      const damaged = await damagedDayFiles(join(args.out, 'rooms', known.dirName), deps.store.files(known.id));
+      if (damaged.length > 0) {
+        return { ok: false, error: failure('E_ARCHIVE_DAMAGED', `${damaged.length} day file${damaged.length === 1 ? ' is' : 's are'} missing or shorter than archived (${damaged.slice(0, 3).join(', ')}${damaged.length > 3 ? ', …' : ''}): restore ${damaged.length === 1 ? 'it' : 'them'} from a backup, or move the room's folder away to archive the room anew.`) };
+      }
     }
     // Taken before the room is read: whatever is persisted after it is read again next time.
     const current = known?.passStarted ? null : await deps.api.roomToken(roomId, opts);

@@ -190,6 +190,19 @@ describe('archive', () => {
     assert.equal(free.code, 0, free.stderr + free.stdout);
   });
 
+  it('reports a day file that went missing outside Steward, even with nothing new, until it is back', async () => {
+    const files = await snapshotFiles(out);
+    const dayFile = [...files.keys()].find((rel) => rel.endsWith('.jsonl'))!;
+    await rm(path.join(out, dayFile));
+    const run = await cli([]);
+    assert.match(run.stdout, new RegExp(`day file is missing or shorter than archived \\(${path.basename(dayFile, '.jsonl')} missing\\)`));
+    assert.ok(JSON.parse(run.stdout.trim().split('\n').pop()!).job.failed >= 1);
+    await writeFile(path.join(out, dayFile), files.get(dayFile)!.text, { mode: 0o600 });
+    const back = await cli([]);
+    assert.equal(back.code, 0, back.stderr + back.stdout);
+    assert.match(JSON.parse(back.stdout).job.result.summary, / 0 new events/);
+  });
+
   it('resumes a run killed with SIGKILL (a torn line left behind) to output byte-identical to an uninterrupted run', async () => {
     const killedOut = path.join(s.steward.dir, 'archive-killed');
     const cleanOut = path.join(s.steward.dir, 'archive-clean');
