@@ -1,4 +1,4 @@
-import { isAbsolute, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { reply } from '../commands/reply.ts';
 import { startJob } from '../commands/start-job.ts';
 import type { CommandContext } from '../commands/context.ts';
@@ -8,10 +8,11 @@ import { fail } from '../util/result.ts';
 import { bytesText, type ArchiveArgs } from './archive-job.ts';
 import { describeSchedule } from './schedule.ts';
 
-function outOf(ctx: CommandContext, given: string | undefined): string {
+/** The archive folder a command works on: --out, else archive.out from the config; always normalised (`/srv/archive/` is `/srv/archive`). */
+export function outOf(ctx: CommandContext, given: string | undefined): string {
   const out = given ?? ctx.config.archive.out;
   // A relative --out is relative to where the admin is: the shell's folder, or the archive folder for the room.
-  return isAbsolute(out) ? resolve(out) : ctx.frontEnd === 'terminal' ? resolve(out) : resolve(ctx.config.archive.out, out);
+  return ctx.frontEnd === 'terminal' ? resolve(out) : resolve(ctx.config.archive.out, out);
 }
 
 export const archiveCommand: Command = {

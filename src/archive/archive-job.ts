@@ -182,16 +182,18 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
   async function archiveRoom(roomId: string, args: ArchiveArgs, views: ArchiveViews, totals: Totals, ctx: JobContext): Promise<Result<void>> {
     const opts = { signal: ctx.signal };
     let known = deps.store.room(args.out, roomId);
-    if (known && !existsSync(join(args.out, 'rooms', known.dirName, 'room.json'))) {
-      // Its folder was removed: the events Steward remembers are no longer on disk.
-      ctx.log.warn({ roomId, dir: known.dirName }, 'archived room folder is gone; archiving the room anew');
-      deps.store.forget(args.out, roomId);
-      known = undefined;
-    }
     if (known) {
-      const damaged = await damagedDayFiles(join(args.out, 'rooms', known.dirName), deps.store.files(known.id));
-      if (damaged.length > 0) {
-        return { ok: false, error: failure('E_ARCHIVE_DAMAGED', `${damaged.length} day file${damaged.length === 1 ? ' is' : 's are'} missing or shorter than archived (${damaged.slice(0, 3).join(', ')}${damaged.length > 3 ? ', …' : ''}): restore ${damaged.length === 1 ? 'it' : 'them'} from a backup, or move the room's folder away to archive the room anew.`) };
+      const roomDir = join(args.out, 'rooms', known.dirName);
+      if (!existsSync(join(roomDir, 'room.json'))) {
+        // Its folder was removed: the events Steward remembers are no longer on disk.
+        ctx.log.warn({ roomId, dir: known.dirName }, 'archived room folder is gone; archiving the room anew');
+        deps.store.forget(args.out, roomId);
+        known = undefined;
+      } else {
+        const damaged = await damagedDayFiles(roomDir, deps.store.files(known.id));
+        if (damaged.length > 0) {
+          return { ok: false, error: failure('E_ARCHIVE_DAMAGED', `${damaged.length} day file${damaged.length === 1 ? ' is' : 's are'} missing or shorter than archived (${damaged.slice(0, 3).join(', ')}${damaged.length > 3 ? ', …' : ''}): restore ${damaged.length === 1 ? 'it' : 'them'} from a backup, or move the room's folder away to archive the room anew.`) };
+        }
       }
     }
     // Taken before the room is read: whatever is persisted after it is read again next time.

@@ -1,20 +1,12 @@
-import { isAbsolute, resolve } from 'node:path';
-import type { CommandContext } from '../commands/context.ts';
 import { reply } from '../commands/reply.ts';
 import type { Command } from '../commands/types.ts';
 import { escapeHtml } from '../util/html.ts';
 import { fail, type Result } from '../util/result.ts';
 import type { CommandOutput } from '../commands/types.ts';
+import { outOf } from './archive-commands.ts';
 import { searchArchive, SNIPPET_CLOSE, SNIPPET_OPEN, type SearchAnswer, type SearchQuery } from './views/archive-search.ts';
 
 const DEFAULT_LIMIT = 20;
-
-/** The archive folder a command works on: --out, else archive.out from the config. */
-function archiveOut(ctx: CommandContext, flag: string | undefined): string {
-  const configured = ctx.config.archive.out;
-  if (flag === undefined) return configured;
-  return isAbsolute(flag) ? resolve(flag) : ctx.frontEnd === 'terminal' ? resolve(flag) : resolve(configured, flag);
-}
 
 export const archiveSearchCommand: Command = {
   name: 'archive search',
@@ -47,7 +39,7 @@ export const archiveSearchCommand: Command = {
       to: input.string('to'),
       limit: input.int('limit') ?? DEFAULT_LIMIT,
     };
-    const answer = searchArchive(archiveOut(ctx, input.string('out')), query);
+    const answer = searchArchive(outOf(ctx, input.string('out')), query);
     if (!answer.ok) return answer;
     return searchReply(query, answer.value);
   },

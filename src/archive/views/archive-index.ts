@@ -218,7 +218,6 @@ export class ArchiveIndex {
         if (root) touched.add(root.day);
       }
     }
-    // Events that point at this one and were indexed first (a rebuild in day order, a late event).
     for (const m of f.media) this.insertEventMedia.run(f.eventId, f.roomId, m.mxc, m.encrypted ? 1 : 0);
     if (f.type === 'm.room.member' && f.stateKey !== null) {
       const c = f.content;
