@@ -108,11 +108,11 @@ export class DayFileAppender {
     this.firstPass = opts.firstPass ?? false;
   }
 
-  /** Appends each day's text and flushes it to disk; returns the new lengths to commit. */
-  async append(byDay: ReadonlyMap<string, { text: string; lines: number }>): Promise<Result<ArchiveFileRow[]>> {
+  /** Appends each day's text and flushes it to disk; returns the new lengths to commit, and where each append began. */
+  async append(byDay: ReadonlyMap<string, { text: string; lines: number }>): Promise<Result<(ArchiveFileRow & { readonly from: number })[]>> {
     // The files of one page are written and flushed side by side: their fsyncs overlap.
     const written = await Promise.all([...byDay].map(([day, entry]) => this.appendOne(day, entry.text, entry.lines)));
-    const rows: ArchiveFileRow[] = [];
+    const rows: (ArchiveFileRow & { readonly from: number })[] = [];
     const newDirs = new Set<string>();
     for (const w of written) {
       if (!w.ok) return w;
@@ -125,11 +125,11 @@ export class DayFileAppender {
     } catch (err) {
       return fail('E_ARCHIVE_WRITE', `Cannot flush the archive folders: ${errorMessage(err)}`);
     }
-    for (const row of rows) this.committed.set(row.day, row);
+    for (const row of rows) this.committed.set(row.day, { day: row.day, length: row.length, lines: row.lines });
     return ok(rows);
   }
 
-  private async appendOne(day: string, text: string, lines: number): Promise<Result<{ row: ArchiveFileRow; created: boolean; dir: string }>> {
+  private async appendOne(day: string, text: string, lines: number): Promise<Result<{ row: ArchiveFileRow & { readonly from: number }; created: boolean; dir: string }>> {
     const file = dayFile(this.roomDir, day);
     const dir = dirname(file);
     const before = this.committed.get(day) ?? { day, length: 0, lines: 0 };
@@ -160,6 +160,6 @@ export class DayFileAppender {
     } catch (err) {
       return fail('E_ARCHIVE_WRITE', `Cannot append to ${file}: ${errorMessage(err)}`);
     }
-    return ok({ row: { day, length: before.length + bytes.length, lines: before.lines + lines }, created, dir });
+    return ok({ row: { day, length: before.length + bytes.length, lines: before.lines + lines, from: before.length }, created, dir });
   }
 }

@@ -275,7 +275,7 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
       totals.bytes += bytes;
 
       if (lines.value.length > 0) {
-        const viewed = await views.roomAppended(room, lines.value, ctx.signal);
+        const viewed = await views.roomAppended(room, lines.value, ctx.signal, files.value.map((f) => ({ day: f.day, from: f.from, to: f.length })));
         if (!viewed.ok) ctx.itemFailed(`${roomId} (views)`, viewed.error);
         else for (const f of viewed.value.itemFailures) ctx.itemFailed(`${roomId} ${f.item}`, f.failure);
         ctx.checkpoint(totals);

@@ -8,13 +8,24 @@ import type { ArchiveLine, ArchivedRoom } from './archive-line.ts';
  * repaired on the next run (`rebuild` re-derives from the files).
  */
 export interface ArchiveViews {
-  /** New lines of one room, in the order they were appended. Per-item failures (a media download) are returned, not thrown. */
-  roomAppended(room: ArchivedRoom, lines: readonly ArchiveLine[], signal: AbortSignal): Promise<Result<{ itemFailures: readonly { item: string; failure: Failure }[] }>>;
+  /**
+   * New lines of one room, in the order they were appended. With `appended` (where they went),
+   * lines that continue exactly where the index stopped are indexed as given, not read back.
+   * Per-item failures (a media download) are returned, not thrown.
+   */
+  roomAppended(room: ArchivedRoom, lines: readonly ArchiveLine[], signal: AbortSignal, appended?: readonly AppendedFile[]): Promise<Result<{ itemFailures: readonly { item: string; failure: Failure }[] }>>;
   /** A room's pass is over: its views can be finished now rather than at the end of the run. */
   roomFinished(room: ArchivedRoom): Promise<void>;
   /** Called once when a run has been through every room. */
   runFinished(): Promise<void>;
   close(): void;
+}
+
+/** One day file a page was appended to: its length before and after. */
+export interface AppendedFile {
+  readonly day: string;
+  readonly from: number;
+  readonly to: number;
 }
 
 export interface ArchiveViewsOptions {

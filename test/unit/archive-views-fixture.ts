@@ -1,6 +1,7 @@
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ArchiveAnnotations, ArchiveLine, ArchivedRoom } from '../../src/archive/archive-line.ts';
+import type { AppendedFile } from '../../src/archive/views-hook.ts';
 
 export const DAY1 = Date.UTC(2026, 10, 28, 9, 0, 0);
 export const DAY2 = Date.UTC(2026, 10, 29, 9, 0, 0);
@@ -80,6 +81,21 @@ export class RoomFixture {
       appendFileSync(join(dir, `${day}.jsonl`), `${JSON.stringify(line)}\n`, { mode: 0o600 });
     }
     return lines;
+  }
+
+  /** Appends a page as the job does and says where it went: each day file's length before and after. */
+  appendPage(...lines: ArchiveLine[]): { lines: ArchiveLine[]; files: AppendedFile[] } {
+    const sizeOf = (day: string): number => {
+      try {
+        return statSync(join(this.room.dir, day.slice(0, 4), day.slice(5, 7), `${day}.jsonl`)).size;
+      } catch {
+        return 0;
+      }
+    };
+    const days = [...new Set(lines.map((l) => new Date(l.origin_server_ts).toISOString().slice(0, 10)))];
+    const before = new Map(days.map((d) => [d, sizeOf(d)]));
+    this.append(...lines);
+    return { lines, files: days.map((day) => ({ day, from: before.get(day)!, to: sizeOf(day) })) };
   }
 
   mdPath(day: string): string {

@@ -10,7 +10,7 @@ export type IndexDb = Database.Database;
  * rebuilt at any time. Not Steward's database. The rollback journal (not WAL) keeps it one file
  * that can be copied along with the archive.
  */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 // Most events point at nothing: indexing only those that do keeps four b-trees out of every
 // insert of a plain message (a lookup `column = ?` implies `IS NOT NULL`, so SQLite uses them).
 const RELATION_INDEXES = `
@@ -27,6 +27,18 @@ const MIGRATE_1_TO_2 = `
   DROP INDEX events_thread_root;
   DROP INDEX events_sender;
   ${RELATION_INDEXES}
+`;
+/**
+ * Version 2 kept two more b-trees on every event: (room, day, ts), which the room's time index
+ * answers as well (a day is a range of timestamps), and (room, type, ts), which only state events
+ * are looked up by. A dirty day's mark now carries when it was set, so a day marked again while it
+ * is being written keeps its mark.
+ */
+const MIGRATE_2_TO_3 = `
+  DROP INDEX events_room_day;
+  DROP INDEX events_room_type;
+  CREATE INDEX events_room_state ON events (room_id, type, ts) WHERE state_key IS NOT NULL;
+  ALTER TABLE dirty_days ADD COLUMN mark INTEGER NOT NULL DEFAULT 0;
 `;
 const SCHEMA = `
   CREATE TABLE rooms (
@@ -56,8 +68,7 @@ const SCHEMA = `
     original_missing TEXT
   );
   CREATE INDEX events_room_ts ON events (room_id, ts);
-  CREATE INDEX events_room_day ON events (room_id, day, ts);
-  CREATE INDEX events_room_type ON events (room_id, type, ts);
+  CREATE INDEX events_room_state ON events (room_id, type, ts) WHERE state_key IS NOT NULL;
   CREATE INDEX events_sender_depth ON events (room_id, sender, depth);
   CREATE TABLE members (
     event_id TEXT PRIMARY KEY,
@@ -96,6 +107,8 @@ const SCHEMA = `
   CREATE TABLE dirty_days (
     room_id TEXT NOT NULL,
     day TEXT NOT NULL,
+    -- Which marking this is: a day marked again while it is written keeps its (new) mark.
+    mark INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (room_id, day)
   ) WITHOUT ROWID;
   CREATE TABLE files (
@@ -121,9 +134,10 @@ export function openIndex(path: string): IndexDb {
         db.exec(SCHEMA);
         db.pragma(`user_version = ${SCHEMA_VERSION}`);
       })();
-    } else if (version === 1) {
+    } else if (version === 1 || version === 2) {
       db.transaction(() => {
-        db.exec(MIGRATE_1_TO_2);
+        if (version === 1) db.exec(MIGRATE_1_TO_2);
+        db.exec(MIGRATE_2_TO_3);
         db.pragma(`user_version = ${SCHEMA_VERSION}`);
       })();
     } else if (version !== SCHEMA_VERSION) {
@@ -134,6 +148,13 @@ export function openIndex(path: string): IndexDb {
     db.close();
     throw err;
   }
+}
+
+export interface DirtyDay {
+  readonly room_id: string;
+  readonly day: string;
+  readonly mark: number;
+  readonly dir: string;
 }
 
 /** Prepared statements over the index, shared by ingest, rendering and search. */
@@ -147,6 +168,15 @@ export class ArchiveIndex {
   private readonly pointingAt;
   private readonly nextMember;
   private readonly senderDays;
+  private readonly roomRow;
+  private readonly writeRoom;
+  private readonly offsetOf;
+  private readonly writeOffset;
+  private readonly insertDirty;
+  private readonly dirtyDays;
+  private readonly clearDirty;
+  /** Marks only grow, across runs too: a mark read before a day is written never equals a later one. */
+  private lastMark: number;
 
   constructor(db: IndexDb) {
     this.db = db;
@@ -165,22 +195,31 @@ export class ArchiveIndex {
     );
     this.senderDays = db.prepare<[string, string, number, number], string>('SELECT DISTINCT day FROM events WHERE room_id = ? AND sender = ? AND depth >= ? AND depth <= ?').pluck();
     this.eventDay = db.prepare<[string, string], { day: string; thread_root: string | null }>('SELECT day, thread_root FROM events WHERE +room_id = ? AND event_id = ?');
+    this.roomRow = db.prepare<[string], { room_version: string; dir: string }>('SELECT room_version, dir FROM rooms WHERE room_id = ?');
+    this.writeRoom = db.prepare('INSERT INTO rooms (room_id, room_version, dir) VALUES (?, ?, ?) ON CONFLICT (room_id) DO UPDATE SET room_version = excluded.room_version, dir = excluded.dir');
+    this.offsetOf = db.prepare<[string], number>('SELECT offset FROM files WHERE path = ?').pluck();
+    this.writeOffset = db.prepare('INSERT INTO files (path, offset) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET offset = excluded.offset');
+    this.insertDirty = db.prepare('INSERT INTO dirty_days (room_id, day, mark) VALUES (?, ?, ?) ON CONFLICT (room_id, day) DO UPDATE SET mark = excluded.mark');
+    this.dirtyDays = db.prepare<[{ room: string | null; before: string | null }], DirtyDay>(
+      'SELECT d.room_id, d.day, d.mark, r.dir FROM dirty_days d JOIN rooms r ON r.room_id = d.room_id WHERE (@room IS NULL OR d.room_id = @room) AND (@before IS NULL OR d.day < @before) ORDER BY d.room_id, d.day',
+    );
+    this.clearDirty = db.prepare('DELETE FROM dirty_days WHERE room_id = ? AND day = ? AND mark = ?');
+    this.lastMark = (db.prepare('SELECT MAX(mark) FROM dirty_days').pluck().get() as number | null) ?? 0;
   }
 
   /** Writes only when something differs: a run with nothing new leaves archive.sqlite untouched. */
   upsertRoom(roomId: string, roomVersion: string, dir: string): void {
-    const row = this.db.prepare<[string], { room_version: string; dir: string }>('SELECT room_version, dir FROM rooms WHERE room_id = ?').get(roomId);
+    const row = this.roomRow.get(roomId);
     if (row && row.room_version === roomVersion && row.dir === dir) return;
-    this.db.prepare('INSERT INTO rooms (room_id, room_version, dir) VALUES (?, ?, ?) ON CONFLICT (room_id) DO UPDATE SET room_version = excluded.room_version, dir = excluded.dir').run(roomId, roomVersion, dir);
+    this.writeRoom.run(roomId, roomVersion, dir);
   }
 
   fileOffset(relPath: string): number {
-    const row = this.db.prepare<[string], { offset: number }>('SELECT offset FROM files WHERE path = ?').get(relPath);
-    return row?.offset ?? 0;
+    return this.offsetOf.get(relPath) ?? 0;
   }
 
   setFileOffset(relPath: string, offset: number): void {
-    this.db.prepare('INSERT INTO files (path, offset) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET offset = excluded.offset').run(relPath, offset);
+    this.writeOffset.run(relPath, offset);
   }
 
   /**
@@ -232,8 +271,20 @@ export class ArchiveIndex {
   }
 
   markDirty(roomId: string, days: Iterable<string>): void {
-    const insert = this.db.prepare('INSERT OR IGNORE INTO dirty_days (room_id, day) VALUES (?, ?)');
-    for (const day of days) insert.run(roomId, day);
+    for (const day of days) this.insertDirty.run(roomId, day, ++this.lastMark);
+  }
+
+  /** Days whose markdown is out of date (of one room, before one day), with the mark each was read with. */
+  dirty(roomId?: string, before?: string): DirtyDay[] {
+    return this.dirtyDays.all({ room: roomId ?? null, before: before ?? null });
+  }
+
+  /** Unmarks written days in one commit; a day marked again since it was read stays marked. */
+  clean(days: readonly DirtyDay[]): void {
+    if (days.length === 0) return;
+    this.db.transaction(() => {
+      for (const d of days) this.clearDirty.run(d.room_id, d.day, d.mark);
+    })();
   }
 
   /** Forgets a room's events (its day files changed under the index: re-read them from the start). */

@@ -7,9 +7,10 @@ import type { Logger } from '../../log.ts';
 import { writeFileAtomic } from '../../util/atomic-write.ts';
 import { errorMessage, fail, failure, ok, type Failure, type Result } from '../../util/result.ts';
 import { dayOf } from '../archive-event.ts';
+import { dayFile } from '../archive-files.ts';
 import type { ArchiveLine, ArchivedRoom } from '../archive-line.ts';
-import type { ArchiveViews, ArchiveViewsOptions } from '../views-hook.ts';
-import { ArchiveIndex, openIndex } from './archive-index.ts';
+import type { AppendedFile, ArchiveViews, ArchiveViewsOptions } from '../views-hook.ts';
+import { ArchiveIndex, openIndex, type DirtyDay } from './archive-index.ts';
 import { DayRenderer } from './day-markdown.ts';
 import { eventFacts } from './event-facts.ts';
 import { DEFAULT_MEDIA_MAX_BYTES, MediaStore, type MediaRecord } from './media-store.ts';
@@ -35,6 +36,12 @@ export interface SyncSummary {
 }
 
 const BATCH = 5000;
+
+/** A page of lines and the files they were appended to. */
+interface AppendedPage {
+  readonly lines: readonly ArchiveLine[];
+  readonly files: readonly AppendedFile[];
+}
 
 export function indexPath(out: string): string {
   return join(out, 'archive.sqlite');
@@ -64,9 +71,9 @@ export class ArchiveViewSet implements ArchiveViews {
     this.log = log;
   }
 
-  async roomAppended(room: ArchivedRoom, lines: readonly ArchiveLine[], signal: AbortSignal): Promise<Result<{ itemFailures: readonly ItemFailure[] }>> {
+  async roomAppended(room: ArchivedRoom, lines: readonly ArchiveLine[], signal: AbortSignal, appended?: readonly AppendedFile[]): Promise<Result<{ itemFailures: readonly ItemFailure[] }>> {
     try {
-      const summary = await this.syncRoom(room, signal);
+      const summary = await this.syncRoom(room, signal, appended && { lines, files: appended });
       // Days behind the pass's newest day rarely take more events in this pass: rendered now, while
       // the next page is being read, instead of all at the end. A day touched again is simply
       // marked out of date again.
@@ -117,9 +124,9 @@ export class ArchiveViewSet implements ArchiveViews {
   }
 
   /** One room at a time per room: the job may call for several rooms at once. */
-  async syncRoom(room: ArchivedRoom, signal: AbortSignal): Promise<SyncSummary> {
+  async syncRoom(room: ArchivedRoom, signal: AbortSignal, page?: AppendedPage): Promise<SyncSummary> {
     const previous = this.locks.get(room.roomId) ?? Promise.resolve();
-    const run = previous.catch(() => undefined).then(() => this.syncRoomNow(room, signal));
+    const run = previous.catch(() => undefined).then(() => this.syncRoomNow(room, signal, page));
     this.locks.set(room.roomId, run);
     try {
       return await run;
@@ -133,10 +140,10 @@ export class ArchiveViewSet implements ArchiveViews {
    * has moved past (`roomAppended`), the rest of the room (`roomFinished`) and leftovers at the end
    * of the run: a busy day spanning several pages is not rendered once per page.
    */
-  private async syncRoomNow(room: ArchivedRoom, signal: AbortSignal): Promise<SyncSummary> {
+  private async syncRoomNow(room: ArchivedRoom, signal: AbortSignal, page?: AppendedPage): Promise<SyncSummary> {
     this.index.upsertRoom(room.roomId, room.roomVersion, room.dir);
     const itemFailures: ItemFailure[] = [];
-    const lines = await this.ingestRoom(room, itemFailures);
+    const lines = (page && this.ingestPage(room, page)) ?? (await this.ingestRoom(room, itemFailures));
     let mediaStored = 0;
     if (this.media && !signal.aborted) mediaStored = await this.fetchMedia(room.roomId, itemFailures, signal);
     return { lines, daysWritten: 0, mediaStored, itemFailures };
@@ -144,16 +151,35 @@ export class ArchiveViewSet implements ArchiveViews {
 
   /** Writes the markdown of the days marked out of date (of one room, before one day); a day is unmarked once written. */
   async renderDirty(roomId?: string, before?: string): Promise<number> {
-    const dirty = this.index.db.prepare<[{ room: string | null; before: string | null }], { room_id: string; day: string; dir: string }>(
-      'SELECT d.room_id, d.day, r.dir FROM dirty_days d JOIN rooms r ON r.room_id = d.room_id WHERE (@room IS NULL OR d.room_id = @room) AND (@before IS NULL OR d.day < @before) ORDER BY d.room_id, d.day',
-    ).all({ room: roomId ?? null, before: before ?? null });
-    const done = this.index.db.prepare('DELETE FROM dirty_days WHERE room_id = ? AND day = ?');
-    let written = 0;
-    for (const d of dirty) {
-      if (await this.writeDay(d.room_id, d.dir, d.day)) written++;
-      done.run(d.room_id, d.day);
+    const written: DirtyDay[] = [];
+    let changed = 0;
+    try {
+      for (const d of this.index.dirty(roomId, before)) {
+        if (await this.writeDay(d.room_id, d.dir, d.day)) changed++;
+        written.push(d);
+      }
+    } finally {
+      // One commit for them all. A mark that outlives a crash only has its day rendered again, unchanged.
+      this.index.clean(written);
     }
-    return written;
+    return changed;
+  }
+
+  /**
+   * Indexes a page's lines as the job hands them over, when every file they went to is indexed up
+   * to where they begin; the number of lines, or null when the index is behind (the room is then
+   * read from its files). Other files of the room that lag are caught up at the end of the run.
+   */
+  private ingestPage(room: ArchivedRoom, page: AppendedPage): number | null {
+    const files = page.files.map((f) => ({ rel: relative(this.out, dayFile(room.dir, f.day)), ...f }));
+    if (files.some((f) => this.index.fileOffset(f.rel) !== f.from)) return null;
+    const touched = new Set<string>();
+    this.index.db.transaction(() => {
+      this.index.addAll(room.roomId, page.lines.map(eventFacts), touched);
+      for (const f of files) this.index.setFileOffset(f.rel, f.to);
+      this.index.markDirty(room.roomId, touched);
+    })();
+    return page.lines.length;
   }
 
   /** Reads the room's day files past what is indexed; a file shorter than indexed means they were rewritten: re-read the room. */

@@ -62,7 +62,7 @@ export class DayRenderer {
     this.db = db;
     this.mediaRoot = mediaRoot;
     this.q = {
-      day: db.prepare<[string, string], Row>(`SELECT * FROM events WHERE room_id = ? AND day = ? ${ORDER}`),
+      day: db.prepare<[string, number, number], Row>(`SELECT * FROM events WHERE room_id = ? AND ts >= ? AND ts < ? ${ORDER}`),
       byId: db.prepare<[string, string], Row>('SELECT * FROM events WHERE +room_id = ? AND event_id = ?'),
       related: db.prepare<[string, string, string], Row>(`SELECT * FROM events WHERE +room_id = ? AND relates_to = ? AND relation = ? ${ORDER}`),
       redactions: db.prepare<[string, string], Row>(`SELECT * FROM events WHERE +room_id = ? AND redacts = ? AND +type = 'm.room.redaction' ${ORDER}`),
@@ -79,14 +79,14 @@ export class DayRenderer {
       ),
       media: db.prepare<[string], { sha256: string; encrypted: number }>('SELECT sha256, encrypted FROM media WHERE mxc = ?'),
       // A day's relations, redactions and thread replies in one query each, rather than one per event.
-      dayRelated: db.prepare<[string, string, string], Row>(
-        `SELECT * FROM events WHERE +room_id = ? AND relates_to IN (SELECT event_id FROM events WHERE room_id = ? AND day = ?) ${ORDER}`,
+      dayRelated: db.prepare<[string, string, number, number], Row>(
+        `SELECT * FROM events WHERE +room_id = ? AND relates_to IN (SELECT event_id FROM events WHERE room_id = ? AND ts >= ? AND ts < ?) ${ORDER}`,
       ),
-      dayRedactions: db.prepare<[string, string, string], Row>(
-        `SELECT * FROM events WHERE +room_id = ? AND +type = 'm.room.redaction' AND redacts IN (SELECT event_id FROM events WHERE room_id = ? AND day = ?) ${ORDER}`,
+      dayRedactions: db.prepare<[string, string, number, number], Row>(
+        `SELECT * FROM events WHERE +room_id = ? AND +type = 'm.room.redaction' AND redacts IN (SELECT event_id FROM events WHERE room_id = ? AND ts >= ? AND ts < ?) ${ORDER}`,
       ),
-      dayThreads: db.prepare<[string, string, string], Row>(
-        `SELECT * FROM events WHERE +room_id = ? AND thread_root IN (SELECT event_id FROM events WHERE room_id = ? AND day = ?) ${ORDER}`,
+      dayThreads: db.prepare<[string, string, number, number], Row>(
+        `SELECT * FROM events WHERE +room_id = ? AND thread_root IN (SELECT event_id FROM events WHERE room_id = ? AND ts >= ? AND ts < ?) ${ORDER}`,
       ),
       memberHistory: db.prepare<[string, string], MemberRow>(
         'SELECT depth, ts, displayname, membership FROM members WHERE room_id = ? AND user_id = ? ORDER BY depth, ts, event_id',
@@ -115,7 +115,7 @@ export class DayRenderer {
     return this.q.thread.all(row.room_id, row.event_id);
   }
 
-  private load(roomId: string, day: string, rows: readonly Row[]): DayCache {
+  private load(roomId: string, [start, end]: readonly [number, number], rows: readonly Row[]): DayCache {
     const group = <K>(list: Row[], key: (r: Row) => K): Map<K, Row[]> => {
       const m = new Map<K, Row[]>();
       for (const r of list) {
@@ -126,13 +126,13 @@ export class DayRenderer {
       }
       return m;
     };
-    const related = this.q.dayRelated.all(roomId, roomId, day);
+    const related = this.q.dayRelated.all(roomId, roomId, start, end);
     const redactionScope = new Set(rows.map((r) => r.event_id));
     const redactions = new Map<string, Row>();
     const addRedactions = (list: Row[]): void => {
       for (const r of list) if (r.redacts !== null && !redactions.has(r.redacts)) redactions.set(r.redacts, r);
     };
-    addRedactions(this.q.dayRedactions.all(roomId, roomId, day));
+    addRedactions(this.q.dayRedactions.all(roomId, roomId, start, end));
     // Edits and reactions are checked for deletion too; they may sit on other days.
     for (const r of related) {
       if (redactionScope.has(r.event_id)) continue;
@@ -145,16 +145,19 @@ export class DayRenderer {
       related: group(related, (r) => `${r.relation}|${r.relates_to}`),
       redactionScope,
       redactions,
-      threads: group(this.q.dayThreads.all(roomId, roomId, day), (r) => r.thread_root!),
+      threads: group(this.q.dayThreads.all(roomId, roomId, start, end), (r) => r.thread_root!),
       members: new Map(),
     };
   }
 
   /** The markdown of `day` (YYYY-MM-DD) for a file in `mdDir`; null when the day holds no event. */
   render(roomId: string, day: string, mdDir: string): string | null {
-    const rows = this.q.day.all(roomId, day);
+    // A day is the range of timestamps of its UTC date: the room's time index finds it.
+    const start = Date.parse(`${day}T00:00:00Z`);
+    const range = [start, start + 86_400_000] as const;
+    const rows = this.q.day.all(roomId, ...range);
     if (rows.length === 0) return null;
-    this.cache = this.load(roomId, day, rows);
+    this.cache = this.load(roomId, range, rows);
     try {
       return this.renderRows(roomId, day, mdDir, rows);
     } finally {
