@@ -93,8 +93,20 @@ export function dayOf(ts: number): string {
   return new Date(ts).toISOString().slice(0, 10);
 }
 
+/** An integer time, as every event carries (the spec's integer range). */
 export function validTimestamp(v: unknown): v is number {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v < 253402300800000; // before year 10000
+  return typeof v === 'number' && Number.isSafeInteger(v);
+}
+
+/** The last millisecond of 9999-12-31: day file names and ISO dates have four-digit years. */
+const LAST_FILED_TS = 253402300799999;
+
+/**
+ * The time an event is filed (and indexed) under: its own, or, for a time before 1970 or after
+ * 9999 (a remote server's clock, or a lie), the nearest end of that range. Its line keeps the real one.
+ */
+export function filedTime(ts: number): number {
+  return Math.min(Math.max(ts, 0), LAST_FILED_TS);
 }
 
 /** The JSONL line: keys in the order of docs/dump-format.md §3, `steward` only when there is something to say. */

@@ -12,7 +12,7 @@ import { errorMessage, failure, ok, type Failure, type Result } from '../util/re
 import { lockArchive } from './archive-lock.ts';
 import { damagedDayFiles, DayFileAppender, ensureArchiveManifest, roomDirName, roomDocument, writeJsonIfChanged } from './archive-files.ts';
 import type { ArchiveAnnotations, ArchiveLine, ArchivedRoom } from './archive-line.ts';
-import { dayOf, eventIdOf, flagsOf, isRedacted, lineOf, normaliseEvent, originalAnnotations, redactionTarget, serializeLine, validTimestamp, type OriginalLookup } from './archive-event.ts';
+import { dayOf, eventIdOf, filedTime, flagsOf, isRedacted, lineOf, normaliseEvent, originalAnnotations, redactionTarget, serializeLine, validTimestamp, type OriginalLookup } from './archive-event.ts';
 import type { ArchiveStore } from './archive-store.ts';
 import type { ArchiveViews, ArchiveViewsOptions } from './views-hook.ts';
 import { retentionNote, type Retention } from './retention.ts';
@@ -259,14 +259,15 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
       let maxTs: number | null = null;
       for (const line of lines.value) {
         const text = serializeLine(line);
-        const day = dayOf(line.origin_server_ts);
+        const day = dayOf(filedTime(line.origin_server_ts));
         const entry = byDay.get(day) ?? { text: '', lines: 0 };
         entry.text += text;
         entry.lines += 1;
         byDay.set(day, entry);
         bytes += Buffer.byteLength(text);
-        minTs = minTs === null ? line.origin_server_ts : Math.min(minTs, line.origin_server_ts);
-        maxTs = maxTs === null ? line.origin_server_ts : Math.max(maxTs, line.origin_server_ts);
+        const ts = filedTime(line.origin_server_ts);
+        minTs = minTs === null ? ts : Math.min(minTs, ts);
+        maxTs = maxTs === null ? ts : Math.max(maxTs, ts);
       }
       const files = await appender.append(byDay);
       if (!files.ok) return files;
@@ -304,9 +305,10 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
       seen.add(id.value);
       const ts = raw.origin_server_ts;
       if (!validTimestamp(ts)) {
-        ctx.itemFailed(`${roomId} ${id.value}`, failure('E_MALFORMED_EVENT', `the event has no usable origin_server_ts (${JSON.stringify(ts)}); not archived`));
+        ctx.itemFailed(`${roomId} ${id.value}`, failure('E_MALFORMED_EVENT', `the event has no integer origin_server_ts (${JSON.stringify(ts)}); not archived`));
         continue;
       }
+      if (filedTime(ts) !== ts) ctx.log.warn({ roomId, eventId: id.value, ts }, 'event time is before 1970 or after 9999; filed under the nearest day of that range');
       const event = normaliseEvent(raw);
       let annotations: ArchiveAnnotations = flagsOf(raw);
       if (annotations.soft_failed || annotations.policy_spammy) totals.flagged += 1;

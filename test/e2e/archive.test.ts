@@ -270,4 +270,20 @@ describe('archive', () => {
     assert.match(summary.content.body, /archive \(1 room\) finished/);
     assert.match(summary.content.body, /1 room archived to .*: 0 new events/);
   });
+
+  it('files an event from past the year 9999 (a remote clock, or a lie) under the last day there is, keeping its real time', async () => {
+    const future = 253402300800000 + 7 * DAY_MS;
+    const id = await send.text(second, admin, future, 'sent from the far future');
+    const run = await cli(['--room', second]);
+    assert.equal(run.code, 0, run.stderr + run.stdout);
+    assert.match(JSON.parse(run.stdout).job.result.summary, / 1 new events/);
+    const dir = path.join(out, 'rooms', encodeURIComponent(second), '9999', '12');
+    const line = JSON.parse((await readFile(path.join(dir, '9999-12-31.jsonl'), 'utf8')).trim());
+    assert.equal(line.event_id, id);
+    assert.equal(line.origin_server_ts, future);
+    assert.match(await readFile(path.join(dir, '9999-12-31.md'), 'utf8'), /sent from the far future/);
+    const found = await s.steward.cli(['archive', 'search', 'far future', '--out', out, '--json']);
+    assert.equal(found.code, 0, found.stderr + found.stdout);
+    assert.match(JSON.parse(found.stdout).text, /^9999-12-31 23:59 UTC · .*\n  sent from the «far» «future»$/m);
+  });
 });

@@ -6,7 +6,7 @@ import type { HomeserverHttp } from '../../homeserver/http.ts';
 import type { Logger } from '../../log.ts';
 import { writeFileAtomic } from '../../util/atomic-write.ts';
 import { errorMessage, fail, failure, ok, type Failure, type Result } from '../../util/result.ts';
-import { dayOf } from '../archive-event.ts';
+import { dayOf, filedTime } from '../archive-event.ts';
 import { dayFile } from '../archive-files.ts';
 import type { ArchiveLine, ArchivedRoom } from '../archive-line.ts';
 import type { AppendedFile, ArchiveViews, ArchiveViewsOptions } from '../views-hook.ts';
@@ -79,7 +79,7 @@ export class ArchiveViewSet implements ArchiveViews {
       // marked out of date again.
       let frontier: string | undefined;
       for (const l of lines) {
-        const day = dayOf(l.origin_server_ts);
+        const day = dayOf(filedTime(l.origin_server_ts));
         if (frontier === undefined || day > frontier) frontier = day;
       }
       if (frontier !== undefined && !signal.aborted) await this.renderDirty(room.roomId, frontier);

@@ -1,3 +1,4 @@
+import { filedTime } from '../archive-event.ts';
 import type { ArchiveLine } from '../archive-line.ts';
 
 /** What the index and the markdown need from one archived event, read once from its line. */
@@ -67,8 +68,8 @@ export function eventFacts(line: ArchiveLine): EventFacts {
   const replyTo = relation === 'm.thread' && relatesTo?.is_falling_back === true ? null : str(inReplyTo?.event_id);
   const redacts = type === 'm.room.redaction' ? str(event.redacts) ?? str(content.redacts) : null;
   const original = obj(obj(line.steward?.original)?.content);
-  // A time with no calendar day counts as 0, so the day and the time agree (a day is found by its time range).
-  const ts = typeof line.origin_server_ts === 'number' && Number.isFinite(new Date(line.origin_server_ts).getTime()) ? line.origin_server_ts : 0;
+  // Filed as the job files it, so the event's day and time agree (a day is found by its time range).
+  const ts = typeof line.origin_server_ts === 'number' && Number.isFinite(line.origin_server_ts) ? filedTime(line.origin_server_ts) : 0;
   const mediaSources = [content, obj(content['m.new_content']), type === 'm.room.redaction' ? null : original];
   const media = new Map<string, boolean>();
   for (const c of mediaSources) if (c) collectMedia(type, c, media);
