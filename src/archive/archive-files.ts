@@ -25,6 +25,20 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * The folders whose entries change when a new file goes into `dir`, given the first folder mkdir
+ * made on the way there (none if `dir` existed): `dir` itself, and the parent of every folder made.
+ */
+export function foldersToFlush(dir: string, firstMade: string | undefined): string[] {
+  const dirs = [dir];
+  if (firstMade === undefined) return dirs;
+  for (let d = dir; d.length >= firstMade.length && d !== dirname(d); d = dirname(d)) {
+    dirs.push(dirname(d));
+    if (d === firstMade) break;
+  }
+  return dirs;
+}
+
 /** Writes a small JSON document atomically, and only when its content would change: a re-run touches nothing. */
 export async function writeJsonIfChanged(file: string, value: unknown): Promise<boolean> {
   const text = `${JSON.stringify(value, null, 2)}\n`;
@@ -117,7 +131,7 @@ export class DayFileAppender {
     for (const w of written) {
       if (!w.ok) return w;
       rows.push(w.value.row);
-      if (w.value.created) newDirs.add(w.value.dir);
+      for (const dir of w.value.dirsToSync) newDirs.add(dir);
     }
     try {
       // A new file's folder entry must be on disk too, or a crash could lose a committed file.
@@ -129,14 +143,16 @@ export class DayFileAppender {
     return ok(rows);
   }
 
-  private async appendOne(day: string, text: string, lines: number): Promise<Result<{ row: ArchiveFileRow & { readonly from: number }; created: boolean; dir: string }>> {
+  private async appendOne(day: string, text: string, lines: number): Promise<Result<{ row: ArchiveFileRow & { readonly from: number }; dirsToSync: string[] }>> {
     const file = dayFile(this.roomDir, day);
     const dir = dirname(file);
     const before = this.committed.get(day) ?? { day, length: 0, lines: 0 };
     const bytes = Buffer.from(text, 'utf8');
     let created = false;
+    // A folder made here is an entry in its parent: that parent is flushed too, up to the first that existed.
+    let firstMade: string | undefined;
     try {
-      if (!this.checked.has(day)) await mkdir(dir, { recursive: true, mode: 0o700 });
+      if (!this.checked.has(day)) firstMade = await mkdir(dir, { recursive: true, mode: 0o700 });
       const handle = await open(file, 'a', 0o600);
       try {
         if (!this.checked.has(day)) {
@@ -160,6 +176,7 @@ export class DayFileAppender {
     } catch (err) {
       return fail('E_ARCHIVE_WRITE', `Cannot append to ${file}: ${errorMessage(err)}`);
     }
-    return ok({ row: { day, length: before.length + bytes.length, lines: before.lines + lines, from: before.length }, created, dir });
+    const dirsToSync = created ? foldersToFlush(dir, firstMade) : [];
+    return ok({ row: { day, length: before.length + bytes.length, lines: before.lines + lines, from: before.length }, dirsToSync });
   }
 }
