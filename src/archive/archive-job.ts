@@ -314,8 +314,10 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
       if (annotations.soft_failed || annotations.policy_spammy) totals.flagged += 1;
       const target = isRedacted(raw) ? id.value : redactionTarget(raw);
       if (target !== undefined) {
-        const original = originalAnnotations(await lookupOriginal(roomId, target, ctx.signal), version);
+        const lookup = await lookupOriginal(roomId, target, ctx.signal);
         if (ctx.signal.aborted) return ok([]);
+        if (!lookup.ok) return lookup;
+        const original = originalAnnotations(lookup.value, version);
         if (isRedacted(raw)) {
           annotations = { redacted: true, ...annotations };
           totals.redacted += 1;
@@ -329,18 +331,27 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
     return ok(lines);
   }
 
-  async function lookupOriginal(roomId: string, eventId: string, signal: AbortSignal): Promise<OriginalLookup> {
+  /**
+   * What the archive records about an original is written once, so a lookup the homeserver could not
+   * answer now (no connection, 5xx, still rate limited after the retries) is not recorded: it fails
+   * the room for this run, before the page is written, and the next run reads that page again.
+   */
+  async function lookupOriginal(roomId: string, eventId: string, signal: AbortSignal): Promise<Result<OriginalLookup>> {
     const fetched = await deps.api.fetchEvent(eventId, { signal });
     if (!fetched.ok) {
-      return fetched.error.status === 404
+      const { status } = fetched.error;
+      if (status === 0 || status === 429 || status >= 500) {
+        return { ok: false, error: failure(fetched.error.code, `looking up the original of ${eventId} failed (${fetched.error.human}); nothing of that page was written, the next run reads it again`, fetched.error.log) };
+      }
+      return ok(status === 404
         ? { kind: 'not-found', error: 'Synapse does not hold the event' }
-        : { kind: 'error', error: fetched.error.human };
+        : { kind: 'error', error: fetched.error.human });
     }
     const event = fetched.value.event;
-    if (!isJsonObject(event)) return { kind: 'error', error: 'fetch_event answered without an event' };
+    if (!isJsonObject(event)) return ok({ kind: 'error', error: 'fetch_event answered without an event' });
     // A redaction can name an event of another room (the server refuses to apply it); that event is not this room's to keep.
-    if (event.room_id !== roomId) return { kind: 'not-found', error: `the redacted event belongs to another room (${String(event.room_id)})` };
-    return { kind: 'found', event: event as JsonObject };
+    if (event.room_id !== roomId) return ok({ kind: 'not-found', error: `the redacted event belongs to another room (${String(event.room_id)})` });
+    return ok({ kind: 'found', event: event as JsonObject });
   }
 }
 

@@ -1,6 +1,8 @@
 // Shared by the archive end-to-end tests: seeding with appservice timestamps, reading an archive back.
 import assert from 'node:assert/strict';
 import { readdir, readFile, stat } from 'node:fs/promises';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { MatrixTestClient } from '../rig/client.ts';
@@ -108,4 +110,26 @@ export function censorInSynapse(hs: SynapseInstance, eventId: string, version: s
   } finally {
     db.close();
   }
+}
+
+/**
+ * A forwarding proxy in front of a real homeserver that answers `fail(path)` requests with a 502
+ * itself: a homeserver that cannot serve one endpoint for a while, which a healthy Synapse never does.
+ */
+export async function flakyProxy(target: string, fail: (path: string) => boolean): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = createServer((req, res) => {
+    if (fail(req.url ?? '')) {
+      res.writeHead(502, { 'content-type': 'application/json' }).end(JSON.stringify({ errcode: 'M_UNKNOWN', error: 'proxy: upstream unavailable' }));
+      return;
+    }
+    const upstream = httpRequest(new URL(req.url ?? '/', target), { method: req.method, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
 }

@@ -12,10 +12,10 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import { MAIN, startStewardWithSynapse, type StewardSetup } from '../rig/steward.ts';
+import { MAIN, runCli, startStewardWithSynapse, type StewardSetup } from '../rig/steward.ts';
 import { trackChild } from '../rig/reaper.ts';
 import { command, replyMatching } from './room-helpers.ts';
-import { adminEventIds, censorInSynapse, DAY_MS, readArchive, snapshotFiles, TimedSender } from './archive-helpers.ts';
+import { adminEventIds, censorInSynapse, DAY_MS, flakyProxy, readArchive, snapshotFiles, TimedSender } from './archive-helpers.ts';
 
 const PNG = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082', 'hex');
 
@@ -269,6 +269,36 @@ describe('archive', () => {
     const summary = await replyMatching(s.adminClient, room, bot, started.eventId, /finished|failed/);
     assert.match(summary.content.body, /archive \(1 room\) finished/);
     assert.match(summary.content.body, /1 room archived to .*: 0 new events/);
+  });
+
+  it('fails a room whose redacted original cannot be looked up now (a 502), writing nothing of that page, and reads it again on the next run', async () => {
+    const flaky = await s.adminClient.createRoom({ room_version: '10', name: 'Flaky', preset: 'private_chat' });
+    const kept = await send.text(flaky, admin, day(2), 'redacted while the lookup fails');
+    await send.redact(flaky, admin, day(2) + 1000, kept, 'flaky');
+    let failing = true;
+    const proxy = await flakyProxy(s.hs.clientUrl, (p) => failing && p.startsWith('/_synapse/admin/v1/fetch_event/'));
+    try {
+      const config = JSON.parse(await readFile(s.steward.configPath, 'utf8'));
+      const proxied = path.join(s.steward.dir, 'steward-proxied.yaml');
+      await writeFile(proxied, JSON.stringify({ ...config, homeserver: { ...config.homeserver, url: proxy.url }, requests: { max_retries: 1 } }));
+      const viaProxy = () => runCli(['archive', '--room', flaky, '--json', '-c', proxied, '-r', s.steward.registrationPath]);
+      const down = await viaProxy();
+      const job = JSON.parse(down.stdout.trim().split('\n').pop()!).job;
+      assert.equal(job.failed, 1, down.stdout);
+      assert.match(down.stdout, new RegExp(`looking up the original of \\${kept} failed .*the next run reads it again`));
+      const written = (await readArchive(out)).get(flaky) ?? new Map();
+      const lines = [...written.values()].flat();
+      assert.equal(lines.some((l) => l.event_id === kept || l.steward?.original_missing !== undefined), false, JSON.stringify(lines));
+      failing = false;
+      const up = await viaProxy();
+      assert.equal(JSON.parse(up.stdout.trim().split('\n').pop()!).job.failed, 0, up.stdout);
+      const after = [...((await readArchive(out)).get(flaky)!.values())].flat();
+      const redacted = after.find((l) => l.event_id === kept);
+      assert.equal(redacted?.steward?.redacted, true);
+      assert.equal(redacted?.steward?.original?.content?.body, 'redacted while the lookup fails');
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('files an event from past the year 9999 (a remote clock, or a lie) under the last day there is, keeping its real time', async () => {
