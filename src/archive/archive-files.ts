@@ -4,7 +4,7 @@ import { fileNameFor } from '../dump/dump-files.ts';
 import { writeFileAtomic } from '../util/atomic-write.ts';
 import { errorMessage, fail, ok, type Result } from '../util/result.ts';
 import { ARCHIVE_FORMAT, ARCHIVE_ROOM_FORMAT } from './archive-line.ts';
-import type { ArchiveFileRow } from './archive-store.ts';
+import type { ArchiveFileRow, FolderIdentity } from './archive-store.ts';
 
 /** The room's folder name: the encoded id, shortened like dump files when too long (room.json has the real id). */
 export function roomDirName(roomId: string): string {
@@ -48,11 +48,27 @@ export async function writeJsonIfChanged(file: string, value: unknown): Promise<
   return true;
 }
 
+/** The identity in a manifest, when it has one (an archive.json written by hand or long ago may not). */
+function identityOf(manifest: unknown): FolderIdentity | undefined {
+  const m = manifest as { server_name?: unknown; created_ts?: unknown };
+  return typeof m?.server_name === 'string' && Number.isSafeInteger(m.created_ts) ? { serverName: m.server_name, createdTs: m.created_ts as number } : undefined;
+}
+
+/** The identity of the archive.json in `out`, or undefined when there is none that can be read. */
+export async function manifestIdentity(out: string): Promise<FolderIdentity | undefined> {
+  try {
+    const parsed: unknown = JSON.parse(await readFile(join(out, 'archive.json'), 'utf8'));
+    return (parsed as { format?: unknown })?.format === ARCHIVE_FORMAT ? identityOf(parsed) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * `archive.json`, written once: it carries the creation time, so it is never rewritten.
  * `created`: there was none, so whatever Steward remembers of this folder is of files now gone.
  */
-export async function ensureArchiveManifest(out: string, serverName: string, now = Date.now()): Promise<Result<{ created: boolean }>> {
+export async function ensureArchiveManifest(out: string, serverName: string, now = Date.now()): Promise<Result<{ created: boolean; identity: FolderIdentity | undefined }>> {
   try {
     await mkdir(out, { recursive: true, mode: 0o700 });
     const file = join(out, 'archive.json');
@@ -69,10 +85,10 @@ export async function ensureArchiveManifest(out: string, serverName: string, now
         return fail('E_ARCHIVE_FOREIGN', `${file} is not an archive manifest (not JSON); refusing to write into ${out}.`);
       }
       if ((parsed as { format?: unknown })?.format !== ARCHIVE_FORMAT) return fail('E_ARCHIVE_FOREIGN', `${file} is not a ${ARCHIVE_FORMAT} manifest; refusing to write into ${out}.`);
-      return ok({ created: false });
+      return ok({ created: false, identity: identityOf(parsed) });
     }
     await writeFileAtomic(file, `${JSON.stringify({ format: ARCHIVE_FORMAT, server_name: serverName, created_ts: now }, null, 2)}\n`, 0o600);
-    return ok({ created: true });
+    return ok({ created: true, identity: { serverName, createdTs: now } });
   } catch (err) {
     return fail('E_ARCHIVE_DIR', `Cannot prepare the archive folder ${out}: ${errorMessage(err)}`);
   }

@@ -10,6 +10,7 @@ import type { KeyValueStore } from '../store/kv.ts';
 import { forEachConcurrent } from '../util/pool.ts';
 import { errorMessage, failure, ok, type Failure, type Result } from '../util/result.ts';
 import { lockArchive } from './archive-lock.ts';
+import { folderNote, recogniseFolder, type FolderHistory } from './archive-folder.ts';
 import { damagedDayFiles, DayFileAppender, ensureArchiveManifest, roomDirName, roomDocument, writeJsonIfChanged } from './archive-files.ts';
 import type { ArchiveAnnotations, ArchiveLine, ArchivedRoom } from './archive-line.ts';
 import { dayOf, eventIdOf, filedTime, flagsOf, isRedacted, lineOf, normaliseEvent, originalAnnotations, redactionTarget, serializeLine, validTimestamp, type OriginalLookup } from './archive-event.ts';
@@ -119,20 +120,20 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
       const lock = await lockArchive(args.out, ctx.job.id);
       if (!lock.ok) return lock;
       try {
-        return await runLocked(ctx, args, prepared.value.created);
+        return await runLocked(ctx, args, await recogniseFolder(deps.store, args.out, prepared.value));
       } finally {
         await lock.value.release();
       }
     },
   };
 
-  async function runLocked(ctx: JobContext, args: ArchiveArgs, createdNow: boolean): Promise<Result<JobResult>> {
+  async function runLocked(ctx: JobContext, args: ArchiveArgs, folder: FolderHistory): Promise<Result<JobResult>> {
     const resumed = ctx.resumeFrom as Partial<ArchiveCheckpoint> | undefined;
     const totals: Totals = { startedTs: Date.now(), events: 0, bytes: 0, redacted: 0, originalsKept: 0, originalsMissing: 0, flagged: 0, ...resumed };
-    // The folder was deleted or replaced by an empty one: remembering its rooms would skip every
-    // event they held, and the new archive would silently lack them.
-    const forgotten = createdNow ? deps.store.forget(args.out) : 0;
-    if (forgotten > 0) ctx.log.warn({ out: args.out, rooms: forgotten }, 'archive folder has no archive.json any more; archiving it anew');
+    // A deleted or emptied folder forgotten (remembering its rooms would skip every event they held,
+    // and the new archive would silently lack them), a moved one followed, a copy left alone.
+    const folderSaid = folderNote(args.out, folder);
+    if (folderSaid !== undefined) ctx.log.warn({ out: args.out, folder }, 'archive folder is not as Steward last saw it');
     const views = deps.views({ out: args.out, media: args.media });
     if (!views.ok) return { ok: false, error: failure(views.error.code, `The archive views cannot start: ${views.error.human}`, views.error.log) };
     try {
@@ -173,8 +174,7 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
       totals.flagged ? `${totals.flagged} soft-failed or policy-flagged` : '',
       counters.failed ? `${counters.failed} failed` : '',
     ].filter(Boolean);
-    const anew = forgotten > 0 ? `\n${args.out} had no archive.json (deleted or emptied?): the ${forgotten} room${forgotten === 1 ? '' : 's'} Steward had archived there were archived again from their first event.` : '';
-    const summary = `${counters.done} room${counters.done === 1 ? '' : 's'} archived to ${args.out}: ${totals.events} new events, ${bytesText(totals.bytes)}${notes.length ? `; ${notes.join(', ')}` : ''}${anew}${sayNote ? `\n${note}` : ''}`;
+    const summary = `${counters.done} room${counters.done === 1 ? '' : 's'} archived to ${args.out}: ${totals.events} new events, ${bytesText(totals.bytes)}${notes.length ? `; ${notes.join(', ')}` : ''}${folderSaid ? `\n${folderSaid}` : ''}${sayNote ? `\n${note}` : ''}`;
     return ok({ summary, details: { directory: args.out, rooms: counters.done, rooms_failed: counters.failed, ...totals } });
   }
 

@@ -53,6 +53,12 @@ function toRoom(r: RoomRow): ArchiveRoomRow {
 }
 
 /** The archive's own bookkeeping: rooms, the ids each holds, committed file lengths, the schedule. */
+/** What tells one archive folder from another: its archive.json's server and creation time. */
+export interface FolderIdentity {
+  readonly serverName: string;
+  readonly createdTs: number;
+}
+
 export class ArchiveStore {
   private readonly db: Db;
   private readonly known: Statement;
@@ -84,6 +90,10 @@ export class ArchiveStore {
 
   rooms(outDir: string): ArchiveRoomRow[] {
     return (this.db.prepare('SELECT * FROM archive_rooms WHERE out_dir = ? ORDER BY room_id').all(outDir) as RoomRow[]).map(toRoom);
+  }
+
+  hasRooms(outDir: string): boolean {
+    return this.db.prepare('SELECT 1 FROM archive_rooms WHERE out_dir = ? LIMIT 1').pluck().get(outDir) !== undefined;
   }
 
   /** Every archive folder Steward has written to, newest activity first. */
@@ -123,6 +133,32 @@ export class ArchiveStore {
       `UPDATE archive_rooms SET stream_token = COALESCE(pass_token, stream_token), pass_token = NULL, page_token = NULL,
        pass_started = 0, last_pass_ts = ?, last_pass_job = ? WHERE id = ?`,
     ).run(now, jobId, room);
+  }
+
+  /** The archive.json identity last seen at this path. */
+  folder(outDir: string): FolderIdentity | undefined {
+    const row = this.db.prepare('SELECT server_name, created_ts FROM archive_folders WHERE out_dir = ?').get(outDir) as { server_name: string; created_ts: number } | undefined;
+    return row ? { serverName: row.server_name, createdTs: row.created_ts } : undefined;
+  }
+
+  recordFolder(outDir: string, id: FolderIdentity): void {
+    this.db.prepare('INSERT INTO archive_folders (out_dir, server_name, created_ts) VALUES (?, ?, ?) ON CONFLICT (out_dir) DO UPDATE SET server_name = excluded.server_name, created_ts = excluded.created_ts')
+      .run(outDir, id.serverName, id.createdTs);
+  }
+
+  /** Other paths the same archive.json was seen at. */
+  foldersWith(id: FolderIdentity, except: string): string[] {
+    return this.db.prepare('SELECT out_dir FROM archive_folders WHERE server_name = ? AND created_ts = ? AND out_dir != ? ORDER BY out_dir').pluck()
+      .all(id.serverName, id.createdTs, except) as string[];
+  }
+
+  /** The folder was moved: what Steward knows of it (rooms, ids, file lengths) follows it to its new path. */
+  moveFolder(from: string, to: string): number {
+    return this.db.transaction(() => {
+      const moved = this.db.prepare('UPDATE archive_rooms SET out_dir = ? WHERE out_dir = ?').run(to, from).changes;
+      this.db.prepare('DELETE FROM archive_folders WHERE out_dir = ?').run(from);
+      return moved;
+    })();
   }
 
   /** Forgets an archive folder (or one room of it) whose files are gone: archived again from the first event. */

@@ -49,3 +49,16 @@ export const ARCHIVE_SCHEMA = `
     last_job_id INTEGER
   );
 `;
+
+/**
+ * Migration 8: the identity of each archive folder's archive.json (its server and creation time).
+ * A folder found under a new path with nothing recorded there is recognised as moved, and one whose
+ * archive.json is not the one recorded at its path as another archive put there.
+ */
+export const ARCHIVE_FOLDERS_SCHEMA = `
+  CREATE TABLE archive_folders (
+    out_dir TEXT PRIMARY KEY,
+    server_name TEXT NOT NULL,
+    created_ts INTEGER NOT NULL
+  );
+`;

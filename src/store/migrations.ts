@@ -1,6 +1,6 @@
 import { LINKED_SCHEMA } from '../linked/schema.ts';
 import { RECOVERY_SCHEMA } from '../recovery/schema.ts';
-import { ARCHIVE_SCHEMA } from '../archive/schema.ts';
+import { ARCHIVE_FOLDERS_SCHEMA, ARCHIVE_SCHEMA } from '../archive/schema.ts';
 import { RESTORE_SCHEMA, RESTORE_STEPS_SCHEMA } from '../restore/schema.ts';
 import { PRODUCTION_SCHEMA } from '../production/schema.ts';
 
@@ -76,4 +76,5 @@ export const MIGRATIONS: readonly string[] = [
   RESTORE_SCHEMA,
   PRODUCTION_SCHEMA,
   RESTORE_STEPS_SCHEMA,
+  ARCHIVE_FOLDERS_SCHEMA,
 ];

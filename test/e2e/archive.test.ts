@@ -6,7 +6,7 @@
 // byte-identical to an uninterrupted run; `!archive status` reports what is archived.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFile, cp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, cp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -177,6 +177,7 @@ describe('archive', () => {
     const job = JSON.parse(copied.stdout).job;
     assert.ok(job.failed >= 2, copied.stdout);
     assert.match(copied.stdout, /no record of .*refusing to cut them/);
+    assert.match(job.result.summary, /is a copy of the archive at .*\/archive \(the same archive\.json\), which Steward goes on writing/);
     const after = await snapshotFiles(copy, (rel) => rel === 'archive.sqlite');
     for (const [rel, f] of after) if (rel.endsWith('.jsonl')) assert.equal(f.text, before.get(rel)?.text, `${rel} untouched`);
 
@@ -269,6 +270,43 @@ describe('archive', () => {
     const summary = await replyMatching(s.adminClient, room, bot, started.eventId, /finished|failed/);
     assert.match(summary.content.body, /archive \(1 room\) finished/);
     assert.match(summary.content.body, /1 room archived to .*: 0 new events/);
+  });
+
+  it('follows an archive folder that was moved, and cuts nothing of another archive put in the place of one', async () => {
+    const moved = path.join(s.steward.dir, 'archive-moved');
+    await rename(out, moved);
+    const id = await send.text(second, admin, day(2) + 5 * 60_000, 'after the move');
+    const before = await snapshotFiles(moved);
+    const run = await cli(['--room', second, '--out', moved]);
+    assert.equal(run.code, 0, run.stderr + run.stdout);
+    const job = JSON.parse(run.stdout).job;
+    assert.equal(job.failed, 0, run.stdout);
+    assert.match(job.result.summary, /^1 room archived to .*: 1 new events/);
+    assert.match(job.result.summary, new RegExp(`is the archive Steward wrote at ${out}, moved: its \\d+ rooms carry on from where they were`));
+    const after = await snapshotFiles(moved);
+    for (const [rel, f] of before) if (rel.endsWith('.jsonl')) assert.ok(after.get(rel)!.text.startsWith(f.text), `${rel} only appended to`);
+    const added = [...after].filter(([rel, f]) => rel.endsWith('.jsonl') && f.text !== before.get(rel)?.text).map(([rel, f]) => f.text.slice(before.get(rel)?.text.length ?? 0));
+    assert.deepEqual(added.join('').trim().split('\n').map((l) => JSON.parse(l).event_id), [id]);
+    await rename(moved, out);
+    const back = await cli([]);
+    assert.equal(JSON.parse(back.stdout).job.failed, 0, back.stdout);
+    assert.match(JSON.parse(back.stdout).job.result.summary, new RegExp(`\n${out} is the archive Steward wrote at ${moved}, moved: `));
+
+    // Another archive's files under a path Steward archived to: what it remembers of that path is not applied to them.
+    const other = path.join(s.steward.dir, 'archive-replaced');
+    assert.equal((await cli(['--room', second, '--out', other])).code, 0);
+    const manifest = JSON.parse(await readFile(path.join(other, 'archive.json'), 'utf8'));
+    await writeFile(path.join(other, 'archive.json'), JSON.stringify({ ...manifest, created_ts: manifest.created_ts - 1 }));
+    const dayFile = [...(await snapshotFiles(other)).keys()].find((rel) => rel.endsWith('.jsonl'))!;
+    await appendFile(path.join(other, dayFile), '{"another archive\'s line"}\n');
+    const replacedBefore = await snapshotFiles(other, (rel) => rel === 'archive.sqlite');
+    const replaced = await cli(['--room', second, '--out', other]);
+    const replacedJob = JSON.parse(replaced.stdout.trim().split('\n').pop()!).job;
+    assert.equal(replacedJob.failed, 1, replaced.stdout);
+    assert.match(replaced.stdout, /holds another archive\.json than the one Steward wrote there/);
+    assert.match(replaced.stdout, /no record of .*refusing to cut them/);
+    const replacedAfter = await snapshotFiles(other, (rel) => rel === 'archive.sqlite');
+    for (const [rel, f] of replacedBefore) if (rel.endsWith('.jsonl')) assert.equal(replacedAfter.get(rel)?.text, f.text, `${rel} untouched`);
   });
 
   it('fails a room whose redacted original cannot be looked up now (a 502), writing nothing of that page, and reads it again on the next run', async () => {
