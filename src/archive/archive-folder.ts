@@ -65,7 +65,7 @@ export function folderNote(out: string, h: FolderHistory): string | undefined {
     case 'new':
       return h.forgotten > 0 ? `${out} had no archive.json (deleted or emptied?): the ${rooms(h.forgotten)} Steward had archived there were archived again from their first event.` : undefined;
     case 'replaced':
-      return `${out} holds another archive.json than the one Steward wrote there (another archive put in its place?): what Steward remembered of the ${rooms(h.forgotten)} there is forgotten, and day files it has no record of are left as they are.`;
+      return h.forgotten === 0 ? undefined : `${out} holds another archive.json than the one Steward wrote there (another archive put in its place?): what Steward remembered of the ${rooms(h.forgotten)} there is forgotten, and day files it has no record of are left as they are.`;
     case 'moved':
       return `${out} is the archive Steward wrote at ${h.from}, moved: its ${rooms(h.rooms)} carry on from where they were.`;
     case 'copy':
