@@ -293,7 +293,7 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
   /** The page's events not yet in the archive, as lines: ids computed where needed, redactions and flags annotated. */
   async function newLines(roomId: string, room: number, version: RoomVersion, chunk: readonly unknown[], totals: Totals, ctx: JobContext): Promise<Result<ArchiveLine[]>> {
     const lines: ArchiveLine[] = [];
-    const seen = new Set<string>();
+    const identified: { raw: JsonObject; id: string }[] = [];
     for (const raw of chunk) {
       if (!isJsonObject(raw)) continue;
       const id = eventIdOf(raw, version);
@@ -301,18 +301,23 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
         ctx.itemFailed(`${roomId} event at depth ${String(raw.depth)}`, id.error);
         continue;
       }
-      if (seen.has(id.value) || deps.store.isKnown(room, id.value)) continue;
-      seen.add(id.value);
+      identified.push({ raw, id: id.value });
+    }
+    // Asked once for the page: the overlap a run re-reads, and any repeat within the page, are skipped.
+    const seen = deps.store.knownAmong(room, identified.map((e) => e.id));
+    for (const { raw, id } of identified) {
+      if (seen.has(id)) continue;
+      seen.add(id);
       const ts = raw.origin_server_ts;
       if (!validTimestamp(ts)) {
-        ctx.itemFailed(`${roomId} ${id.value}`, failure('E_MALFORMED_EVENT', `the event has no integer origin_server_ts (${JSON.stringify(ts)}); not archived`));
+        ctx.itemFailed(`${roomId} ${id}`, failure('E_MALFORMED_EVENT', `the event has no integer origin_server_ts (${JSON.stringify(ts)}); not archived`));
         continue;
       }
-      if (filedTime(ts) !== ts) ctx.log.warn({ roomId, eventId: id.value, ts }, 'event time is before 1970 or after 9999; filed under the nearest day of that range');
+      if (filedTime(ts) !== ts) ctx.log.warn({ roomId, eventId: id, ts }, 'event time is before 1970 or after 9999; filed under the nearest day of that range');
       const event = normaliseEvent(raw);
       let annotations: ArchiveAnnotations = flagsOf(raw);
       if (annotations.soft_failed || annotations.policy_spammy) totals.flagged += 1;
-      const target = isRedacted(raw) ? id.value : redactionTarget(raw);
+      const target = isRedacted(raw) ? id : redactionTarget(raw);
       if (target !== undefined) {
         const lookup = await lookupOriginal(roomId, target, ctx.signal);
         if (ctx.signal.aborted) return ok([]);
@@ -326,7 +331,7 @@ export function archiveJob(deps: ArchiveJobDeps): JobDefinition {
         }
         annotations = { ...annotations, ...original };
       }
-      lines.push(lineOf(id.value, roomId, ts, event, annotations));
+      lines.push(lineOf(id, roomId, ts, event, annotations));
     }
     return ok(lines);
   }

@@ -67,7 +67,7 @@ export class ArchiveStore {
 
   constructor(db: Db) {
     this.db = db;
-    this.known = db.prepare('SELECT 1 FROM archive_events WHERE room = ? AND event_id = ?').pluck();
+    this.known = db.prepare('SELECT event_id FROM archive_events WHERE room = ? AND event_id IN (SELECT value FROM json_each(?))').pluck();
     this.insertId = db.prepare('INSERT OR IGNORE INTO archive_events (room, event_id) VALUES (?, ?)');
     this.upsertFile = db.prepare(
       'INSERT INTO archive_files (room, day, length, lines) VALUES (?, ?, ?, ?) ON CONFLICT (room, day) DO UPDATE SET length = excluded.length, lines = excluded.lines',
@@ -101,8 +101,10 @@ export class ArchiveStore {
     return this.db.prepare('SELECT out_dir FROM archive_rooms GROUP BY out_dir ORDER BY MAX(COALESCE(last_pass_ts, 0)) DESC').pluck().all() as string[];
   }
 
-  isKnown(room: number, eventId: string): boolean {
-    return this.known.get(room, eventId) !== undefined;
+  /** Which of these event ids the room's archive already holds. */
+  knownAmong(room: number, eventIds: readonly string[]): Set<string> {
+    if (eventIds.length === 0) return new Set();
+    return new Set(this.known.all(room, JSON.stringify(eventIds)) as string[]);
   }
 
   files(room: number): ArchiveFileRow[] {
