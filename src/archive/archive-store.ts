@@ -52,13 +52,13 @@ function toRoom(r: RoomRow): ArchiveRoomRow {
   };
 }
 
-/** The archive's own bookkeeping: rooms, the ids each holds, committed file lengths, the schedule. */
 /** What tells one archive folder from another: its archive.json's server and creation time. */
 export interface FolderIdentity {
   readonly serverName: string;
   readonly createdTs: number;
 }
 
+/** The archive's own bookkeeping: rooms, the ids each holds, committed file lengths, folders, the schedule. */
 export class ArchiveStore {
   private readonly db: Db;
   private readonly known: Statement;
