@@ -52,8 +52,8 @@ export const ARCHIVE_SCHEMA = `
 
 /**
  * Migration 8: the identity of each archive folder's archive.json (its server and creation time).
- * A folder found under a new path with nothing recorded there is recognised as moved, and one whose
- * archive.json is not the one recorded at its path as another archive put there.
+ * A folder found under a new path with nothing recorded there is recognised as moved; a folder
+ * whose archive.json differs from the one recorded at its path, as another archive put there.
  */
 export const ARCHIVE_FOLDERS_SCHEMA = `
   CREATE TABLE archive_folders (

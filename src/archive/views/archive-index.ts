@@ -125,8 +125,9 @@ export function openIndex(path: string): IndexDb {
   try {
     chmodSync(path, 0o600);
     db.pragma('journal_mode = DELETE');
-    // Derived data: no syncs at commit (a crash of Steward loses nothing; a power cut may lose the
-    // last commits, caught up from the day files, or damage the file, which is set aside and rebuilt).
+    // Derived data: no syncs at commit. A crash of Steward loses nothing; a power cut may lose the
+    // last commits (caught up from the day files) or damage the file: one that no longer opens is
+    // set aside and rebuilt, and deleting it rebuilds it too (the README says so).
     db.pragma('synchronous = OFF');
     db.pragma('busy_timeout = 5000');
     const version = db.pragma('user_version', { simple: true }) as number;
